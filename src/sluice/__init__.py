@@ -1,0 +1,1 @@
+"""sluice: a streaming LLM chat gateway."""

@@ -1,0 +1,142 @@
+"""The one exception tree of sluice.
+
+::
+
+    SluiceError
+    ├── ConfigError              bad settings or config file (CLI exit 2)
+    ├── RequestError             the client's request is wrong            400
+    │   ├── BodyTooLarge                                                  413
+    │   ├── ModelNotFound                                                 404
+    │   └── NotFound             an unknown stream, conversation …        404
+    ├── RateLimited              the gateway's own limits                 429
+    ├── ShuttingDown             the server is draining                   503
+    └── UpstreamError            the model provider failed                502
+        ├── UpstreamUnavailable  refused / unreachable / 503              502, 503
+        ├── UpstreamRateLimited  upstream 429, with retry_after           429
+        ├── UpstreamRejected     upstream 4xx about the request           that 4xx
+        ├── UpstreamProtocolError  malformed stream                       502
+        └── UpstreamTimeout                                               504
+
+Each class carries what an edge needs (``status``, ``type``, ``code``, ``param``,
+``retryable``, ``retry_after``); turning one into an HTTP body, an in-band SSE record, a
+WebSocket close code or a CLI line happens in one place per edge.
+"""
+
+from __future__ import annotations
+
+
+class SluiceError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+
+class ConfigError(SluiceError):
+    code = "config_error"
+
+
+class RequestError(SluiceError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class BodyTooLarge(RequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFound(RequestError):
+    status = 404
+    code = "model_not_found"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class RateLimited(SluiceError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+
+class ShuttingDown(SluiceError):
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+    retryable = True
+
+
+class UpstreamError(SluiceError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    retryable = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the request itself (a 4xx other than 408/409/429):
+    retrying or falling back would not help."""
+
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+    retryable = False
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+__all__ = [
+    "BodyTooLarge",
+    "ConfigError",
+    "ModelNotFound",
+    "NotFound",
+    "RateLimited",
+    "RequestError",
+    "ShuttingDown",
+    "SluiceError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamRateLimited",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]

@@ -78,6 +78,8 @@ class StreamError:
     code: str | None = None
     status: int = 502
     retryable: bool = False
+    #: Seconds the client should wait before retrying (429/503), when known.
+    retry_after: float | None = None
 
 
 Event = RoleStart | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | StreamError

@@ -1,0 +1,108 @@
+"""The ``sluice`` command. Thin: parse flags, build Settings, call the library.
+
+Errors are one line on stderr: exit 2 for usage and configuration problems, 1 for
+runtime failures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sluice.errors import ConfigError, SluiceError
+
+app = typer.Typer(
+    name="sluice",
+    help="A streaming LLM chat gateway with a built-in simulated model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-C", help="TOML config file ([[models]] tables and settings)."),
+]
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"sluice: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1].")] = None,
+) -> None:
+    """Run the gateway: the OpenAI-compatible API, the chat API and the web page."""
+    from sluice.http.server import serve as run_server
+    from sluice.settings import Settings
+
+    try:
+        settings = Settings.load(config, host=host, port=port, workers=workers)
+        # Build once here so a bad model table fails now, with exit 2, not in a worker.
+        from sluice.engine.engine import Engine
+
+        Engine(settings)
+    except ConfigError as exc:
+        raise fail(exc.message, 2) from None
+    run_server(settings, config)
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 9000,
+    ttft_ms: Annotated[float, typer.Option(help="Time to first token, ms.")] = 250.0,
+    tokens_per_second: Annotated[
+        float, typer.Option("--tps", help="Tokens per second; 0 = as fast as possible.")
+    ] = 60.0,
+    jitter: Annotated[float, typer.Option(help="Random gap variation, 0..1.")] = 0.2,
+    length: Annotated[int, typer.Option(help="Answer length in tokens.")] = 250,
+) -> None:
+    """Serve the simulated model as a standalone OpenAI-compatible upstream."""
+    import uvicorn
+
+    from sluice.providers.sim.options import SimOptions
+    from sluice.providers.sim.server import SimServer
+
+    try:
+        options = SimOptions.parse(
+            {
+                "ttft_ms": ttft_ms,
+                "tokens_per_second": tokens_per_second,
+                "jitter": jitter,
+                "length": length,
+            },
+            where="sim",
+        )
+    except SluiceError as exc:
+        raise fail(exc.message.replace("'sim.", "'--").replace("_", "-"), 2) from None
+    uvicorn.run(
+        SimServer(options),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Engine: models -> providers, and the generations running on them.
+
+The HTTP edges, the terminal and embedding programs all go through one Engine. It is
+built from Settings (explicitly, no environment reads) and owns the shared upstream HTTP
+client and the table of live generations (for stop and resume by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sluice import providers
+from sluice.engine.generation import Generation
+from sluice.errors import ModelNotFound, NotFound, SluiceError
+from sluice.events import Event
+from sluice.providers.base import Provider, ProviderContext, ProviderFactory
+from sluice.providers.http_client import HttpClient
+from sluice.settings import DisconnectPolicy, ModelConfig, Settings
+from sluice.wire.openai_request import ChatRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    name: str
+    provider: str
+    created: int
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        factories: dict[str, ProviderFactory] | None = None,
+        retention_seconds: float = 300.0,
+    ) -> None:
+        self.settings = settings
+        self.http = HttpClient()
+        context = ProviderContext(http=self.http)
+        found = providers.available() if factories is None else factories
+        self._configs: dict[str, ModelConfig] = {m.name: m for m in settings.models}
+        self._providers: dict[str, Provider] = {
+            m.name: providers.build(m, context, found) for m in settings.models
+        }
+        self._generations: dict[str, Generation] = {}
+        self._retention = retention_seconds
+
+    # -- models -------------------------------------------------------------
+
+    def models(self) -> list[ModelConfig]:
+        return list(self._configs.values())
+
+    def provider(self, model: str) -> Provider:
+        provider = self._providers.get(model)
+        if provider is None:
+            raise ModelNotFound(
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        return provider
+
+    # -- generations --------------------------------------------------------
+
+    def start(self, request: ChatRequest, *, policy: DisconnectPolicy = "cancel") -> Generation:
+        provider = self.provider(request.model)
+        generation = Generation(
+            request.model, provider.stream(request), policy=policy, on_done=self._finished
+        )
+        self._generations[generation.id] = generation
+        generation.start()
+        return generation
+
+    def generation(self, generation_id: str) -> Generation:
+        generation = self._generations.get(generation_id)
+        if generation is None:
+            raise NotFound(f"No stream with id {generation_id!r}.", param="stream_id")
+        return generation
+
+    @property
+    def active(self) -> int:
+        return sum(1 for g in self._generations.values() if not g.done)
+
+    def _finished(self, generation: Generation) -> None:
+        # Finished generations stay replayable for a while, then are forgotten.
+        asyncio.get_running_loop().call_later(
+            self._retention, self._generations.pop, generation.id, None
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Events of one answer, for embedding programs; closing the iterator cancels."""
+        generation = self.start(request)
+        generation.subscribe()
+        log = generation.log
+        seen = 0
+        try:
+            while True:
+                if len(log.events) > seen:
+                    batch = log.events[seen:]
+                    seen += len(batch)
+                    for event in batch:
+                        yield event
+                elif log.closed:
+                    return
+                else:
+                    await log.wait(seen)
+        finally:
+            generation.unsubscribe()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def check(self) -> dict[str, str]:
+        """Each model's upstream reachability: "ok" or what is wrong."""
+        names = list(self._providers)
+        results = await asyncio.gather(
+            *(self._providers[name].check() for name in names), return_exceptions=True
+        )
+        report = {}
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, SluiceError):
+                report[name] = result.message
+            elif isinstance(result, BaseException):
+                report[name] = f"check failed: {type(result).__name__}"
+            else:
+                report[name] = "ok"
+        return report
+
+    async def aclose(self) -> None:
+        for generation in list(self._generations.values()):
+            generation.cancel()
+        for provider in self._providers.values():
+            await provider.aclose()
+        await self.http.aclose()

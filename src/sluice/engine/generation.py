@@ -1,0 +1,139 @@
+"""Generation: one answer being produced, owned by the server, not by a connection.
+
+A generation runs its provider stream in its own task and appends every event to its
+EventLog; HTTP responses, WebSockets and the CLI are subscribers. When the last
+subscriber leaves, the disconnect policy decides: ``cancel`` stops the upstream call at
+once, ``detach`` lets the answer finish (and be saved, and be resumed by id).
+
+States::
+
+    running ──> completed        the provider finished every choice
+        │ ───> failed           a StreamError is the last event
+        └────> cancelled        cancel(): last subscriber left under `cancel`, or an
+                                explicit stop; open choices finish as `incomplete`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+
+from sluice.engine.log import EventLog
+from sluice.errors import SluiceError
+from sluice.events import Event, Finish, RoleStart, StreamError, TextDelta, Usage
+from sluice.settings import DisconnectPolicy
+from sluice.wire.errors import stream_error_from
+
+logger = logging.getLogger("sluice.engine")
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def new_id() -> str:
+    return secrets.token_hex(12)
+
+
+class Generation:
+    def __init__(
+        self,
+        model: str,
+        events: AsyncIterator[Event],
+        *,
+        policy: DisconnectPolicy = "cancel",
+        on_done: Callable[[Generation], None] | None = None,
+    ) -> None:
+        self.id = new_id()
+        self.model = model
+        self.policy: DisconnectPolicy = policy
+        self.created = int(time.time())
+        self.log = EventLog()
+        self.state = State.RUNNING
+        self.subscribers = 0
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        self.usage: Usage | None = None
+        self._events = events
+        self._on_done = on_done
+        self._open_choices: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def completion_id(self) -> str:
+        return f"chatcmpl-{self.id}"
+
+    @property
+    def done(self) -> bool:
+        return self.state is not State.RUNNING
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"gen-{self.id}")
+
+    def subscribe(self) -> None:
+        self.subscribers += 1
+
+    def unsubscribe(self) -> None:
+        self.subscribers -= 1
+        if self.subscribers <= 0 and self.policy == "cancel" and not self.done:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        log = self.log
+        open_choices = self._open_choices
+        events = self._events
+        try:
+            async for event in events:
+                kind = type(event)
+                if kind is TextDelta and self.first_token_at is None:
+                    self.first_token_at = time.monotonic()
+                elif kind is RoleStart:
+                    open_choices.add(event.index)  # type: ignore[union-attr]
+                elif kind is Finish:
+                    open_choices.discard(event.index)  # type: ignore[union-attr]
+                elif kind is Usage:
+                    self.usage = event  # type: ignore[assignment]
+                log.append(event)
+            self.state = State.COMPLETED
+        except asyncio.CancelledError:
+            for index in sorted(open_choices):
+                log.append(Finish("incomplete", index))
+            self.state = State.CANCELLED
+        except SluiceError as exc:
+            log.append(stream_error_from(exc))
+            self.state = State.FAILED
+        except Exception:
+            logger.exception("generation %s failed", self.id)
+            log.append(StreamError("server_error", "internal error in the gateway", status=500))
+            self.state = State.FAILED
+        finally:
+            await _close(events)
+            self.finished_at = time.monotonic()
+            log.close()
+            if self._on_done is not None:
+                self._on_done(self)
+
+
+async def _close(events: AsyncIterator[Event]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # the stream already failed; closing must not hide that
+            logger.debug("closing a provider stream failed", exc_info=True)

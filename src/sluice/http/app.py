@@ -1,0 +1,147 @@
+"""The gateway's ASGI application.
+
+A thin dispatcher sends the streaming endpoints to their lean plain-ASGI handlers and
+everything else to a FastAPI app (models, health, and the REST surface), so the
+framework's per-request cost never lands on the per-chunk path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from sluice.engine.engine import Engine
+from sluice.errors import SluiceError
+from sluice.http.asgi import Receive, Scope, Send
+from sluice.http.completions import ChatCompletions
+from sluice.settings import Settings
+from sluice.wire.errors import error_object
+
+_HTTP_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class ORJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class Gateway:
+    """The ASGI callable uvicorn serves."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self.started = time.time()
+        self.completions = ChatCompletions(
+            self.engine,
+            max_body_bytes=settings.max_body_bytes,
+            keepalive_seconds=settings.keepalive_seconds,
+        )
+        self.api = build_api(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
+            await self.completions(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def build_api(gateway: Gateway) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.aclose()
+
+    api = FastAPI(
+        title="sluice",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    @api.exception_handler(SluiceError)
+    async def sluice_error(request: Request, exc: SluiceError) -> ORJSONResponse:
+        return ORJSONResponse(
+            error_object(exc.message, exc.type, exc.param, exc.code), status_code=exc.status
+        )
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
+        kind = _HTTP_TYPES.get(exc.status_code, "server_error")
+        return ORJSONResponse(
+            error_object(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        param = ".".join(loc) or None
+        message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}"
+        return ORJSONResponse(
+            error_object(message, "invalid_request_error", param), status_code=400
+        )
+
+    @api.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        created = int(gateway.started)
+        return {
+            "object": "list",
+            "data": [
+                {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
+                for m in gateway.engine.models()
+            ],
+        }
+
+    @api.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        gateway.engine.provider(model_id)
+        config = next(m for m in gateway.engine.models() if m.name == model_id)
+        return {
+            "id": config.name,
+            "object": "model",
+            "created": int(gateway.started),
+            "owned_by": config.provider,
+        }
+
+    @api.get("/health/live")
+    async def live() -> dict[str, Any]:
+        return {"status": "ok", "uptime_seconds": round(time.time() - gateway.started, 3)}
+
+    @api.get("/health/ready")
+    async def ready() -> ORJSONResponse:
+        upstreams = await gateway.engine.check()
+        reachable = sum(1 for status in upstreams.values() if status == "ok")
+        # Ready while any upstream can serve: one model's outage should not take the
+        # whole gateway out of a load balancer.
+        status = "ok" if reachable == len(upstreams) else "degraded" if reachable else "down"
+        return ORJSONResponse(
+            {"status": status, "upstreams": upstreams},
+            status_code=200 if reachable else 503,
+        )
+
+    return api

@@ -1,0 +1,102 @@
+"""Small pure-ASGI helpers for the lean endpoints (no framework on the streaming path)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from sluice.errors import BodyTooLarge, SluiceError
+from sluice.events import StreamError
+from sluice.wire.errors import error_body, stream_error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON = b"application/json"
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ClientDisconnected(Exception):
+    """The client went away while we were still reading its request."""
+
+
+async def read_body(receive: Receive, limit: int, declared: int | None = None) -> bytes:
+    """The whole request body; BodyTooLarge (413) as soon as it passes ``limit``."""
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or ()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def retry_headers(retry_after: float | None) -> list[tuple[bytes, bytes]]:
+    if retry_after is None:
+        return []
+    return [
+        (b"retry-after", str(math.ceil(retry_after)).encode()),
+        (b"retry-after-ms", str(int(retry_after * 1000)).encode()),
+    ]
+
+
+async def send_error(send: Send, error: SluiceError | StreamError) -> None:
+    """An OpenAI-shaped error response (the status is still ours to choose)."""
+    body = stream_error_body(error) if isinstance(error, StreamError) else error_body(error)
+    await send_json(send, error.status, body, retry_headers(error.retry_after))
+
+
+def json_dumps(value: Any) -> bytes:
+    return orjson.dumps(value)

@@ -1,0 +1,179 @@
+"""``POST /v1/chat/completions``: the lean streaming path, in plain ASGI.
+
+Per request: read and validate the body, start (or join) a Generation, wait for its
+first event so the HTTP status is decided before the first byte. Per batch of events:
+encode and write once. A side task waits for the client's disconnect; keep-alive comments
+go out on a timer only while the stream is idle. Nothing per chunk allocates more than
+the bytes it writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sluice.engine.engine import Engine
+from sluice.engine.generation import Generation
+from sluice.errors import RequestError, SluiceError
+from sluice.events import StreamError
+from sluice.http.asgi import (
+    SSE_HEADERS,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    content_length,
+    json_dumps,
+    read_body,
+    send_error,
+    send_json,
+)
+from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
+from sluice.wire.openai_request import ChatRequest, parse_chat_request
+from sluice.wire.sse import encode_comment
+
+PING = encode_comment("ping")
+
+
+class ChatCompletions:
+    def __init__(self, engine: Engine, *, max_body_bytes: int, keepalive_seconds: float) -> None:
+        self._engine = engine
+        self._limit = max_body_bytes
+        self._keepalive = keepalive_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(send, _method_not_allowed())
+            return
+        try:
+            raw = await read_body(receive, self._limit, content_length(scope))
+            request = parse_chat_request(raw)
+            generation = self._engine.start(request, policy="cancel")
+        except ClientDisconnected:
+            return
+        except SluiceError as exc:
+            await send_error(send, exc)
+            return
+        generation.subscribe()
+        watcher = _Watcher(generation, receive, self._keepalive)
+        try:
+            if request.stream:
+                await self._relay(generation, request, watcher, send)
+            else:
+                await self._respond(generation, request, watcher, send)
+        finally:
+            watcher.stop()
+            generation.unsubscribe()
+
+    async def _relay(
+        self, generation: Generation, request: ChatRequest, watcher: _Watcher, send: Send
+    ) -> None:
+        log = generation.log
+        events = log.events
+        # The status is decided before the first byte: an error that comes first is an
+        # HTTP error; after the headers, failures go in-band.
+        while not events and not log.closed and not watcher.disconnected:
+            if watcher.ping_due:
+                break
+            await log.wait(0)
+        if watcher.disconnected:
+            return
+        if events and type(events[0]) is StreamError:
+            await send_error(send, events[0])
+            return
+        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        encoder = ChunkEncoder(
+            generation.completion_id,
+            generation.created,
+            request.model,
+            include_usage=request.include_usage,
+        )
+        seen = 0
+        failed = False
+        while True:
+            count = len(events)
+            if count > seen:
+                batch = events[seen:count]
+                seen = count
+                failed = failed or type(batch[-1]) is StreamError
+                watcher.wrote()
+                await send(
+                    {"type": "http.response.body", "body": encoder.encode(batch), "more_body": True}
+                )
+            elif log.closed:
+                break
+            elif watcher.disconnected:
+                return
+            elif watcher.ping_due:
+                watcher.wrote()
+                await send({"type": "http.response.body", "body": PING, "more_body": True})
+            else:
+                await log.wait(seen)
+        # A failed stream never ends with a clean [DONE]: clients must see it failed.
+        await send({"type": "http.response.body", "body": b"" if failed else DONE})
+
+    async def _respond(
+        self, generation: Generation, request: ChatRequest, watcher: _Watcher, send: Send
+    ) -> None:
+        log = generation.log
+        while not log.closed:
+            if watcher.disconnected:
+                return
+            await log.wait(len(log.events))
+        completion = Completion()
+        for event in log.events:
+            completion.add(event)
+        if completion.error is not None:
+            await send_error(send, completion.error)
+            return
+        body = completion.to_object(
+            generation.completion_id, generation.created, request.model, request.n
+        )
+        await send_json(
+            send, 200, json_dumps(body), [(b"x-sluice-stream-id", generation.id.encode())]
+        )
+
+
+class _Watcher:
+    """Watches one response: the client's disconnect (a side task on ``receive``) and
+    the keep-alive clock (a timer re-armed only while the stream is idle)."""
+
+    __slots__ = ("_handle", "_interval", "_log", "_task", "_written", "disconnected", "ping_due")
+
+    def __init__(self, generation: Generation, receive: Receive, keepalive: float) -> None:
+        self._log = generation.log
+        self.disconnected = False
+        self.ping_due = False
+        self._written = False
+        self._interval = keepalive
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._listen(receive))
+        self._handle = loop.call_later(keepalive, self._tick)
+
+    async def _listen(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self._log.wake()
+                return
+
+    def _tick(self) -> None:
+        if self._written:
+            self._written = False
+        else:
+            self.ping_due = True
+            self._log.wake()
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._tick)
+
+    def wrote(self) -> None:
+        self._written = True
+        self.ping_due = False
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        self._task.cancel()
+
+
+def _method_not_allowed() -> SluiceError:
+    return RequestError("Method not allowed; use POST.", status=405, code="method_not_allowed")

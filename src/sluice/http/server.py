@@ -1,0 +1,53 @@
+"""Running the gateway under uvicorn (uvloop + httptools, no access log on the hot path)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import uvicorn
+
+from sluice.http.app import Gateway
+from sluice.settings import Settings
+
+#: Set by `sluice serve --workers N` for the worker processes, which build their own app.
+CONFIG_FILE_ENV = "SLUICE_CONFIG_FILE"
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": settings.log_level,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+
+
+def serve(settings: Settings, config_file: Path | None = None) -> None:
+    options = uvicorn_options(settings)
+    if settings.workers > 1:
+        # Workers are separate processes: each rebuilds the same settings from the same
+        # sources, which the parent pins in the environment they inherit.
+        if config_file is not None:
+            os.environ[CONFIG_FILE_ENV] = str(config_file)
+        os.environ["SLUICE_HOST"] = settings.host
+        os.environ["SLUICE_PORT"] = str(settings.port)
+        uvicorn.run(
+            "sluice.http.server:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **options,  # type: ignore[arg-type]
+        )
+        return
+    uvicorn.run(Gateway(settings), **options)  # type: ignore[arg-type]
+
+
+def app_from_environment() -> Gateway:
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    return Gateway(Settings.load(Path(config_file) if config_file else None))

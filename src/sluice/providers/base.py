@@ -1,0 +1,40 @@
+"""The provider seam: one narrow method that streams events for a request.
+
+Retries, fallbacks, caching and metrics wrap this seam in the engine; they never live
+inside a provider. Providers register under the ``sluice.providers`` entry-point group,
+the built-in ones exactly as a third-party one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sluice.events import Event
+from sluice.providers.http_client import HttpClient
+from sluice.settings import ModelConfig
+from sluice.wire.openai_request import ChatRequest
+
+
+class Provider(Protocol):
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Events for ``request``; raises a ``sluice.errors.UpstreamError`` on failure.
+        Closing the iterator (or cancelling its task) must release the upstream call."""
+        ...
+
+    async def check(self) -> None:
+        """Raise an UpstreamError unless the upstream looks reachable; spends no tokens."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What the gateway shares with every provider it builds."""
+
+    http: HttpClient
+
+
+ProviderFactory = Callable[[ModelConfig, ProviderContext], Provider]

@@ -1,0 +1,107 @@
+"""Playing a script in time: time to first token, tokens per second with jitter, stalls,
+and the in-stream faults (a dropped connection, a malformed chunk).
+
+Shared by the in-process provider and the ``sluice sim`` server; each turns a ``Fault``
+into what it means on its side (an exception in-process, a cut socket on the wire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sluice.events import Event
+from sluice.providers.sim.options import SimOptions
+from sluice.providers.sim.script import Script
+
+
+class Fault(enum.Enum):
+    DROP = "drop"
+    MALFORMED = "malformed"
+
+
+async def play(
+    script: Script, options: SimOptions, seed: int | None = None
+) -> AsyncIterator[list[Event] | Fault]:
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    gap = 1.0 / options.tokens_per_second if options.tokens_per_second > 0 else 0.0
+    at = loop.time() + options.ttft_ms / 1000
+    steps = script.steps
+    last = len(steps) - 1
+    for position, step in enumerate(steps):
+        # Steps 1..last-1 carry tokens; `tokens` is how many were sent before this one.
+        tokens = max(0, position - 1)
+        if position >= 1 and tokens == options.stall_after and options.stall_ms:
+            at += options.stall_ms / 1000
+        if position >= 2 and position < last:
+            at += gap * (1.0 + options.jitter * (rng.random() * 2 - 1)) if gap else 0.0
+        if position >= 1:
+            if options.drop_after is not None and tokens >= options.drop_after:
+                yield Fault.DROP
+                return
+            if options.malformed_after is not None and tokens >= options.malformed_after:
+                yield Fault.MALFORMED
+                return
+        delay = at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif gap == 0.0 and position % 16 == 0:
+            # Unpaced streams still give the event loop a turn now and then.
+            await asyncio.sleep(0)
+        yield step
+
+
+@dataclass
+class KeyStats:
+    attempts: int = 0
+    completed: int = 0
+    disconnected: int = 0
+    failed: int = 0
+    #: Wall-clock times (time.time()) at which this key's clients disconnected.
+    disconnected_at: list[float] = field(default_factory=list)
+    #: Request bodies' last user messages, in arrival order (continuation checks).
+    prompts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimStats:
+    """What the simulated upstream saw, so tests can assert the upstream-visible outcome."""
+
+    by_key: dict[str, KeyStats] = field(default_factory=dict)
+    requests: int = 0
+    active: int = 0
+
+    def attempt(self, key: str | None, prompt: str = "") -> int:
+        self.requests += 1
+        stats = self.by_key.setdefault(key or "", KeyStats())
+        stats.attempts += 1
+        stats.prompts.append(prompt)
+        return stats.attempts
+
+    def key(self, key: str | None) -> KeyStats:
+        return self.by_key.setdefault(key or "", KeyStats())
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "active": self.active,
+            "keys": {
+                key: {
+                    "attempts": s.attempts,
+                    "completed": s.completed,
+                    "disconnected": s.disconnected,
+                    "failed": s.failed,
+                    "disconnected_at": s.disconnected_at,
+                    "prompts": s.prompts,
+                }
+                for key, s in self.by_key.items()
+            },
+        }
+
+    def reset(self) -> None:
+        self.by_key.clear()
+        self.requests = 0

@@ -1,0 +1,206 @@
+"""Settings: defaults < TOML config file < ``SLUICE_*`` environment < command-line flags.
+
+The environment and the config file are read once, at the edge (``Settings.load`` in
+the CLI or the server factory); everything below takes a ``Settings`` or its parts
+through constructors. Secrets are ``SecretStr`` so a ``repr`` never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from sluice.errors import ConfigError
+
+DisconnectPolicy = Literal["cancel", "detach"]
+
+#: What `OPENAI_API_KEY` alone adds: the usual OpenAI chat models, served under their own names.
+OPENAI_DEFAULT_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o4-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+)
+
+
+class ModelConfig(BaseModel):
+    """One model clients can ask for, and how to reach it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="the name clients ask for")
+    provider: str = Field(min_length=1, description="a registered provider: openai, sim, …")
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    def resolved_api_key(self) -> str | None:
+        """The key itself, from `api_key` or the environment variable `api_key_env` names."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream_model or self.name
+
+
+def default_models(environ: dict[str, str] | os._Environ[str] | None = None) -> list[ModelConfig]:
+    """The simulated models, plus OpenAI's when `OPENAI_API_KEY` is set."""
+    env = os.environ if environ is None else environ
+    models = [
+        ModelConfig(name="sim", provider="sim"),
+        ModelConfig(name="sim-echo", provider="sim", options={"style": "echo"}),
+        ModelConfig(
+            name="sim-fast", provider="sim", options={"ttft_ms": 0, "tokens_per_second": 0}
+        ),
+    ]
+    if env.get("OPENAI_API_KEY"):
+        base_url = env.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        models += [
+            ModelConfig(
+                name=name, provider="openai", base_url=base_url, api_key_env="OPENAI_API_KEY"
+            )
+            for name in OPENAI_DEFAULT_MODELS
+        ]
+    return models
+
+
+class _TableSource(PydanticBaseSettingsSource):
+    """Values already read from the config file, below the environment in priority."""
+
+    def __init__(self, settings_cls: type[BaseSettings], table: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._table = table
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._table.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._table)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    models: list[ModelConfig] = Field(default_factory=list)
+    #: Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Seconds between SSE keep-alive comments while a stream is idle.
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    #: Where the default SQLite store and other state live.
+    data_dir: Path | None = None
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        table = _FILE_TABLE.get(settings_cls, {})
+        return (init_settings, env_settings, _TableSource(settings_cls, table))
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from the config file, the environment and explicit overrides
+        (command-line flags; ``None`` values are ignored). Raises ConfigError naming the
+        file, the key and the problem."""
+        table = read_config_file(config_file) if config_file is not None else {}
+        flags = {key: value for key, value in overrides.items() if value is not None}
+        # A throwaway subclass carries the file's table to settings_customise_sources
+        # without any module-level state shared between loads.
+        loaded = type("LoadedSettings", (cls,), {})
+        _FILE_TABLE[loaded] = table
+        try:
+            settings = loaded(**flags)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, config_file, table)) from None
+        finally:
+            del _FILE_TABLE[loaded]
+        result = cls.model_validate(settings.model_dump())
+        if not result.models:
+            result = result.model_copy(update={"models": default_models()})
+        _check_unique_names(result.models, config_file)
+        return result
+
+
+_FILE_TABLE: dict[type[BaseSettings], dict[str, Any]] = {}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path}: is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: Path | None, table: dict[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = error["loc"]
+        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        key = key.lstrip(".") or "(root)"
+        top = loc[0] if loc else ""
+        if path is not None and top in table:
+            where = f"config file {path}: key {key}"
+        else:
+            where = f"setting {key} (environment variable SLUICE_{str(top).upper()})"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _check_unique_names(models: list[ModelConfig], path: Path | None) -> None:
+    seen: set[str] = set()
+    for position, model in enumerate(models):
+        if model.name in seen:
+            where = f"config file {path}: " if path else ""
+            raise ConfigError(
+                f"{where}key models[{position}].name: duplicate model name {model.name!r}"
+            )
+        seen.add(model.name)

@@ -1,0 +1,260 @@
+"""OpenAI ``chat.completion.chunk`` objects <-> sluice events.
+
+``decode_chunk`` turns one upstream chunk into events; ``ChunkEncoder`` writes events as
+the SSE records OpenAI sends (``data: <json>`` only, ``data: [DONE]`` at the end, never
+``id:``/``event:`` lines, which break the official SDKs); ``Completion`` assembles events
+into a non-streamed ``chat.completion`` object. All pure, all cheap: these run once per
+chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from sluice.errors import UpstreamError, UpstreamProtocolError
+from sluice.events import (
+    Event,
+    Finish,
+    ReasoningDelta,
+    RoleStart,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from sluice.wire.errors import stream_error_body
+
+DONE = b"data: [DONE]\n\n"
+
+
+def decode_chunk(chunk: Any) -> list[Event]:
+    """One parsed upstream chunk -> events. Raises UpstreamError for an in-band error
+    record and UpstreamProtocolError for anything that is not a chunk."""
+    if not isinstance(chunk, dict):
+        raise UpstreamProtocolError("upstream sent a chunk that is not a JSON object")
+    error = chunk.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamError(f"upstream failed mid-stream: {message or 'unknown error'}")
+    events: list[Event] = []
+    choices = chunk.get("choices")
+    if choices:
+        if not isinstance(choices, list):
+            raise UpstreamProtocolError("upstream chunk has a 'choices' that is not a list")
+        for choice in choices:
+            _decode_choice(choice, events)
+    usage = chunk.get("usage")
+    if usage:
+        events.append(decode_usage(usage))
+    return events
+
+
+def _decode_choice(choice: Any, events: list[Event]) -> None:
+    try:
+        index = choice.get("index", 0)
+        delta = choice.get("delta") or {}
+        if delta.get("role"):
+            events.append(RoleStart(index, delta["role"]))
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning:
+            events.append(ReasoningDelta(reasoning, index))
+        content = delta.get("content")
+        if content:
+            events.append(TextDelta(content, index, choice.get("logprobs")))
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            events.append(
+                ToolCallDelta(
+                    call_index=call.get("index", 0),
+                    arguments=function.get("arguments") or "",
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    index=index,
+                    type=call.get("type"),
+                )
+            )
+        reason = choice.get("finish_reason")
+        if reason:
+            events.append(Finish(reason, index))
+    except AttributeError:
+        raise UpstreamProtocolError("upstream chunk has a malformed choice") from None
+
+
+def decode_usage(usage: dict[str, Any]) -> Usage:
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    details = {k: v for k, v in usage.items() if k.endswith("_details") and v}
+    return Usage(prompt, completion, int(usage.get("total_tokens") or prompt + completion), details)
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        **usage.details,
+    }
+
+
+class ChunkEncoder:
+    """Events -> the bytes of OpenAI's SSE stream for one response.
+
+    The constant head of every chunk (id, object, created, model) is serialised once per
+    stream; each event then costs one small ``orjson.dumps``.
+    """
+
+    __slots__ = ("_head", "_include_usage", "_sent_role", "_tool_started")
+
+    def __init__(
+        self, completion_id: str, created: int, model: str, *, include_usage: bool
+    ) -> None:
+        head = orjson.dumps(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+            }
+        )
+        self._head = b"data: " + head[:-1] + b',"choices":'
+        self._include_usage = include_usage
+        self._sent_role: set[int] = set()
+        self._tool_started: set[tuple[int, int]] = set()
+
+    def encode(self, events: list[Event]) -> bytes:
+        parts = []
+        for event in events:
+            record = self.encode_one(event)
+            if record:
+                parts.append(record)
+        return b"".join(parts)
+
+    def encode_one(self, event: Event) -> bytes:
+        kind = type(event)
+        if kind is TextDelta:
+            assert isinstance(event, TextDelta)
+            delta: dict[str, Any] = {"content": event.text}
+            return self._choice(event.index, delta, None, event.logprobs)
+        if kind is RoleStart:
+            assert isinstance(event, RoleStart)
+            self._sent_role.add(event.index)
+            return self._choice(event.index, {"role": event.role, "content": ""}, None)
+        if kind is ToolCallDelta:
+            assert isinstance(event, ToolCallDelta)
+            return self._choice(event.index, {"tool_calls": [self._tool_call(event)]}, None)
+        if kind is Finish:
+            assert isinstance(event, Finish)
+            return self._choice(event.index, {}, event.reason)
+        if kind is ReasoningDelta:
+            assert isinstance(event, ReasoningDelta)
+            return self._choice(event.index, {"reasoning_content": event.text}, None)
+        if kind is Usage:
+            assert isinstance(event, Usage)
+            if not self._include_usage:
+                return b""
+            return self._head + b'[],"usage":' + orjson.dumps(usage_object(event)) + b"}\n\n"
+        if kind is StreamError:
+            assert isinstance(event, StreamError)
+            return b"data: " + stream_error_body(event) + b"\n\n"
+        return b""
+
+    def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
+        key = (event.index, event.call_index)
+        function: dict[str, Any] = {"arguments": event.arguments}
+        call: dict[str, Any] = {"index": event.call_index}
+        # id, type and name belong to a call's first delta only (the SDKs concatenate
+        # whatever they receive).
+        if key not in self._tool_started:
+            self._tool_started.add(key)
+            if event.id is not None:
+                call["id"] = event.id
+            call["type"] = event.type or "function"
+            if event.name is not None:
+                function["name"] = event.name
+        call["function"] = function
+        return call
+
+    def _choice(
+        self, index: int, delta: dict[str, Any], reason: str | None, logprobs: Any = None
+    ) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+        return self._head + b"[" + orjson.dumps(choice) + b"]}\n\n"
+
+
+class Completion:
+    """Events -> a non-streamed ``chat.completion`` object."""
+
+    def __init__(self) -> None:
+        self._text: dict[int, list[str]] = {}
+        self._reasoning: dict[int, list[str]] = {}
+        self._calls: dict[int, dict[int, dict[str, Any]]] = {}
+        self._finish: dict[int, str] = {}
+        self._roles: dict[int, str] = {}
+        self.usage: Usage | None = None
+        self.error: StreamError | None = None
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self._text.setdefault(event.index, []).append(event.text)
+        elif isinstance(event, RoleStart):
+            self._roles[event.index] = event.role
+        elif isinstance(event, ToolCallDelta):
+            calls = self._calls.setdefault(event.index, {})
+            call = calls.get(event.call_index)
+            if call is None:
+                call = calls[event.call_index] = {
+                    "id": event.id,
+                    "type": event.type or "function",
+                    "function": {"name": event.name or "", "arguments": ""},
+                }
+            call["function"]["arguments"] += event.arguments
+        elif isinstance(event, Finish):
+            self._finish[event.index] = event.reason
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.setdefault(event.index, []).append(event.text)
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, StreamError):
+            self.error = event
+
+    def text(self, index: int = 0) -> str:
+        return "".join(self._text.get(index, ()))
+
+    def finish_reason(self, index: int = 0) -> str | None:
+        return self._finish.get(index)
+
+    def to_object(self, completion_id: str, created: int, model: str, n: int) -> dict[str, Any]:
+        choices = []
+        for index in range(n):
+            message: dict[str, Any] = {
+                "role": self._roles.get(index, "assistant"),
+                "content": self.text(index) if index in self._text else None,
+                "refusal": None,
+            }
+            if index in self._reasoning:
+                message["reasoning_content"] = "".join(self._reasoning[index])
+            calls = self._calls.get(index)
+            if calls:
+                message["tool_calls"] = [calls[key] for key in sorted(calls)]
+            if message["content"] is None and not calls:
+                message["content"] = ""
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self._finish.get(index, "stop"),
+                }
+            )
+        result: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+        }
+        if self.usage is not None:
+            result["usage"] = usage_object(self.usage)
+        return result

@@ -1,0 +1,132 @@
+"""Parse and validate an OpenAI chat-completions request body.
+
+The fields sluice acts on are validated strictly (wrong type -> 400 naming the field, as
+OpenAI does); every other field is kept as sent and passed through to OpenAI-compatible
+upstreams, so new API parameters work without a gateway release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sluice.errors import RequestError
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _Message(_Strict):
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class _Function(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class _Tool(_Strict):
+    type: Literal["function"]
+    function: _Function
+
+
+class _StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class _Body(_Strict):
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[list[_Message], Field(min_length=1)]
+    stream: bool | None = False
+    stream_options: _StreamOptions | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat-completions request.
+
+    ``body`` is the client's JSON object as sent (minus nothing): providers read what
+    they need from it and passthrough providers forward it.
+    """
+
+    model: str
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    n: int
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.body["messages"]
+        return messages
+
+    @property
+    def max_tokens(self) -> int | None:
+        value = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
+        return value if isinstance(value, int) else None
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    """Bytes of a request body -> ChatRequest, or RequestError (400) naming the field."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.")
+    return chat_request_from_body(body)
+
+
+def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
+    try:
+        parsed = _Body.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = _param(error["loc"])
+        raise RequestError(f"Invalid value for '{param}': {error['msg']}", param=param) from None
+    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    if parsed.stream_options is not None and not parsed.stream:
+        raise RequestError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+        )
+    return ChatRequest(
+        model=parsed.model,
+        body=body,
+        stream=bool(parsed.stream),
+        include_usage=include_usage,
+        n=parsed.n or 1,
+    )
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    # Pydantic reports union members as extra loc parts (e.g. "str", "list[...]");
+    # keep only the path into the body the client wrote.
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif part.isidentifier():
+            parts.append(f".{part}" if parts else part)
+    return "".join(parts) or "body"

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ServerProcess, free_port, running
+
+# A gateway config used by most HTTP tests: the in-process simulator, models relayed to
+# a real `sluice sim` upstream over HTTP, and upstreams that are down.
+GATEWAY_CONFIG = """
+keepalive_seconds = 0.3
+max_body_bytes = 65536
+
+[[models]]
+name = "sim"
+provider = "sim"
+options = {{ ttft_ms = 5, tokens_per_second = 2000, length = 60 }}
+
+[[models]]
+name = "relay"
+provider = "openai"
+base_url = "{upstream}/v1"
+api_key = "sk-upstream-secret"
+upstream_model = "sim"
+
+[[models]]
+name = "relay-echo"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim-echo"
+
+[[models]]
+name = "relay-slow"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+options = {{ read_timeout = 0.2 }}
+
+[[models]]
+name = "dead"
+provider = "openai"
+base_url = "http://127.0.0.1:{dead_port}/v1"
+"""
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def upstream(session_tmp: Path) -> Iterator[ServerProcess]:
+    """A real `sluice sim` upstream, fast enough not to slow the suite down."""
+    args = ["sim", "--ttft-ms", "5", "--tps", "2000", "--length", "60"]
+    with running(args, session_tmp, name="sim", health="/health") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_config(session_tmp: Path, upstream: ServerProcess) -> Path:
+    path = session_tmp / "gateway.toml"
+    path.write_text(GATEWAY_CONFIG.format(upstream=upstream.url, dead_port=free_port()))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway(session_tmp: Path, gateway_config: Path) -> Iterator[ServerProcess]:
+    with running(["serve", "--config", str(gateway_config)], session_tmp, name="gateway") as server:
+        yield server

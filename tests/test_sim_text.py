@@ -215,8 +215,9 @@ HOSTILE_MARKERS = {
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_hostile_answer_carries_every_construct(seed: int) -> None:
-    answer = compose(PROMPT, seed=seed, style="hostile")
+@pytest.mark.parametrize("length", [250, 300, 1000])
+def test_hostile_answer_carries_every_construct(seed: int, length: int) -> None:
+    answer = compose(PROMPT, seed=seed, style="hostile", length=length)
     for name, pattern in HOSTILE_MARKERS.items():
         assert re.search(pattern, answer), name
     assert len(FENCE.findall(answer)) % 2 == 1, "the last fence is left open"

@@ -97,6 +97,41 @@ def sim(
     )
 
 
+@app.command()
+def bench(
+    streams: Annotated[int, typer.Option(min=1, help="Concurrent streams.")] = 200,
+    rounds: Annotated[int, typer.Option(min=1, help="Streams in all = streams x rounds.")] = 3,
+    chunks: Annotated[int, typer.Option(min=1, help="Tokens (chunks) per stream.")] = 50,
+    ttft_ms: Annotated[float, typer.Option(min=0, help="Upstream time to first token, ms.")] = 0,
+    tokens_per_second: Annotated[
+        float, typer.Option("--tps", min=0, help="Upstream tokens per second per stream.")
+    ] = 100,
+    direct: Annotated[
+        bool, typer.Option(help="Also run the load straight at the upstream, to compare.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port for the gateway under test.")] = 18080,
+    upstream_port: Annotated[int, typer.Option(help="Port for the sim upstream.")] = 19090,
+) -> None:
+    """Measure the gateway: TTFT and inter-token latency, chunks/s, CPU per chunk."""
+    from sluice.bench.run import BenchOptions, run
+
+    options = BenchOptions(
+        streams=streams,
+        rounds=rounds,
+        chunks=chunks,
+        ttft_ms=ttft_ms,
+        tokens_per_second=tokens_per_second,
+        direct=direct,
+        port=port,
+        upstream_port=upstream_port,
+    )
+    try:
+        report = run(options)
+    except RuntimeError as exc:
+        raise fail(str(exc), 1) from None
+    typer.echo(report.render())
+
+
 def main() -> None:
     try:
         app()

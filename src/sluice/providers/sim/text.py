@@ -86,7 +86,8 @@ def compose(
     """The simulated answer to `prompt`, about `length` tokens long (±15% from 50 up).
 
     `max_tokens`, when smaller, cuts the answer to exactly that many tokens, mid-sentence,
-    as a model hitting its limit would.
+    as a model hitting its limit would. A "hostile" answer has room for every construct from
+    about 250 tokens up; below that it keeps what fits, and always ends unterminated.
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
@@ -379,15 +380,20 @@ class _Writer:
     def hostile(self, target: int) -> str:
         draft = _Draft()
         tolerance = max(2, target // 20)
-        draft.add(self.paragraph("intro", min(max(target // 8, 8), 40, target), tolerance))
+        draft.add(self.paragraph("intro", min(max(target // 12, 8), 40, target), tolerance))
         tail = [
             self.expand(self.rng.choice(vocab.HOSTILE_UNTERMINATED_BOLD)),
             self.expand(self.rng.choice(vocab.HOSTILE_UNTERMINATED_FENCE)),
         ]
         room = target - draft.tokens - sum(count_tokens(t) + 1 for t in tail)
         picked: list[str] = []
-        # Extras stop short of the whole budget so ordinary text can sit between them.
-        for group, keep in ((vocab.HOSTILE_REQUIRED, 0), (vocab.HOSTILE_EXTRAS, target // 3)):
+        # The core constructs may overdraw a little (the tolerance is ±15%); extras stop short
+        # of the whole budget so ordinary text can sit between them.
+        core, extras = (
+            (vocab.HOSTILE_REQUIRED, -(target // 10)),
+            (vocab.HOSTILE_EXTRAS, target // 3),
+        )
+        for group, keep in (core, extras):
             for variants in self.rng.sample(group, len(group)):
                 snippet = self.expand(self.rng.choice(variants))
                 if count_tokens(snippet) + 1 <= room - keep:

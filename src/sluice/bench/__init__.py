@@ -1,0 +1,1 @@
+"""``sluice bench``: the project's own benchmark (see docs/BENCHMARKS.md)."""

@@ -1,0 +1,162 @@
+"""Run the benchmark: a ``sluice sim`` upstream and a gateway in their own processes,
+the same load sent straight to the upstream and through the gateway, and the gateway
+process's CPU time divided by the SSE records it relayed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from sluice.bench.load import LoadResult, drive, summary
+
+GATEWAY_CONFIG = """
+[[models]]
+name = "bench"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+"""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    streams: int = 200
+    rounds: int = 3
+    chunks: int = 50
+    ttft_ms: float = 0.0
+    tokens_per_second: float = 100.0
+    direct: bool = True
+    port: int = 18080
+    upstream_port: int = 19090
+
+
+@dataclass
+class BenchReport:
+    options: BenchOptions
+    direct: LoadResult | None
+    gateway: LoadResult
+    cpu_seconds: float
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        records = self.gateway.records
+        return self.cpu_seconds / records * 1e6 if records else float("nan")
+
+    def render(self) -> str:
+        o = self.options
+        lines = [
+            f"sluice bench: {o.streams} concurrent streams, {o.streams * o.rounds} in all, "
+            f"{o.chunks} tokens each; upstream `sluice sim` at ttft {o.ttft_ms:g} ms, "
+            f"{o.tokens_per_second:g} tokens/s per stream",
+            "",
+            f"{'':26}{'direct':>12}{'via gateway':>14}{'added':>10}",
+        ]
+        via = self.gateway
+        rows = [
+            ("TTFT p50 (ms)", lambda r: summary(r.ttfts())["p50"] * 1000),
+            ("TTFT p90 (ms)", lambda r: summary(r.ttfts())["p90"] * 1000),
+            ("TTFT p99 (ms)", lambda r: summary(r.ttfts())["p99"] * 1000),
+            ("inter-token p50 (ms)", lambda r: summary(r.gaps())["p50"] * 1000),
+            ("inter-token p99 (ms)", lambda r: summary(r.gaps())["p99"] * 1000),
+            ("chunks/s", lambda r: r.records / r.wall),
+        ]
+        for label, measure in rows:
+            through = measure(via)
+            if self.direct is not None:
+                straight = measure(self.direct)
+                lines.append(f"{label:26}{straight:12.2f}{through:14.2f}{through - straight:10.2f}")
+            else:
+                lines.append(f"{label:26}{'-':>12}{through:14.2f}{'-':>10}")
+        done = f"{via.completed}/{len(via.timings)}"
+        lines += [
+            f"{'completed streams':26}"
+            + (f"{self.direct.completed}/{len(self.direct.timings)}" if self.direct else "-").rjust(
+                12
+            )
+            + done.rjust(14),
+            "",
+            f"gateway CPU: {self.cpu_seconds:.3f} s for {via.records} relayed SSE records "
+            f"= {self.cpu_us_per_record:.1f} us per chunk",
+        ]
+        errors = via.errors()
+        if errors:
+            lines.append(f"errors through the gateway: {len(errors)} (first: {errors[0]})")
+        return "\n".join(lines)
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout:g} s")
+
+
+@contextmanager
+def _process(args: list[str], health: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sluice", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
+    )
+    try:
+        _wait(health, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run(options: BenchOptions) -> BenchReport:
+    o = options
+    upstream = f"http://127.0.0.1:{o.upstream_port}"
+    gateway = f"http://127.0.0.1:{o.port}"
+    sim_args = ["sim", "--port", str(o.upstream_port), "--ttft-ms", str(o.ttft_ms)]
+    sim_args += ["--tps", str(o.tokens_per_second), "--jitter", "0", "--length", str(o.chunks + 50)]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(GATEWAY_CONFIG.format(upstream=upstream))
+        serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
+        with (
+            _process(sim_args, upstream + "/health"),
+            _process(serve_args, gateway + "/health/live") as gateway_process,
+        ):
+            total = o.streams * o.rounds
+            common = {"streams": o.streams, "chunks": o.chunks}
+            # Warm both paths (connection pools, imports, JIT-free but cache-warm).
+            asyncio.run(
+                drive(gateway + "/v1/chat/completions", model="bench", total=o.streams, **common)
+            )
+            direct = None
+            if o.direct:
+                direct = asyncio.run(
+                    drive(upstream + "/v1/chat/completions", model="sim", total=total, **common)
+                )
+            measured = psutil.Process(gateway_process.pid)
+            before = measured.cpu_times()
+            via = asyncio.run(
+                drive(gateway + "/v1/chat/completions", model="bench", total=total, **common)
+            )
+            after = measured.cpu_times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return BenchReport(options, direct, via, cpu)

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +63,7 @@ class BenchReport:
             f"{'':26}{'direct':>12}{'via gateway':>14}{'added':>10}",
         ]
         via = self.gateway
-        rows = [
+        rows: list[tuple[str, Callable[[LoadResult], float]]] = [
             ("TTFT p50 (ms)", lambda r: summary(r.ttfts())["p50"] * 1000),
             ("TTFT p90 (ms)", lambda r: summary(r.ttfts())["p90"] * 1000),
             ("TTFT p99 (ms)", lambda r: summary(r.ttfts())["p99"] * 1000),
@@ -142,20 +142,37 @@ def run(options: BenchOptions) -> BenchReport:
             _process(serve_args, gateway + "/health/live") as gateway_process,
         ):
             total = o.streams * o.rounds
-            common = {"streams": o.streams, "chunks": o.chunks}
             # Warm both paths (connection pools, imports, JIT-free but cache-warm).
             asyncio.run(
-                drive(gateway + "/v1/chat/completions", model="bench", total=o.streams, **common)
+                drive(
+                    gateway + "/v1/chat/completions",
+                    model="bench",
+                    total=o.streams,
+                    streams=o.streams,
+                    chunks=o.chunks,
+                )
             )
             direct = None
             if o.direct:
                 direct = asyncio.run(
-                    drive(upstream + "/v1/chat/completions", model="sim", total=total, **common)
+                    drive(
+                        upstream + "/v1/chat/completions",
+                        model="sim",
+                        total=total,
+                        streams=o.streams,
+                        chunks=o.chunks,
+                    )
                 )
             measured = psutil.Process(gateway_process.pid)
             before = measured.cpu_times()
             via = asyncio.run(
-                drive(gateway + "/v1/chat/completions", model="bench", total=total, **common)
+                drive(
+                    gateway + "/v1/chat/completions",
+                    model="bench",
+                    total=total,
+                    streams=o.streams,
+                    chunks=o.chunks,
+                )
             )
             after = measured.cpu_times()
     cpu = (after.user - before.user) + (after.system - before.system)

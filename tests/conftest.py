@@ -36,7 +36,7 @@ name = "relay-slow"
 provider = "openai"
 base_url = "{upstream}/v1"
 upstream_model = "sim"
-options = {{ read_timeout = 0.2 }}
+timeouts = {{ first_token = 0.2 }}
 
 [[models]]
 name = "dead"

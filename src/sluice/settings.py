@@ -37,6 +37,21 @@ OPENAI_DEFAULT_MODELS = (
 )
 
 
+class Timeouts(BaseModel):
+    """Seconds; each expiry is its own error (code ``<name>_timeout``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Opening the TCP (and TLS) connection to the upstream.
+    connect: float = Field(default=10.0, gt=0)
+    #: From the request to the first token (text, reasoning or tool call).
+    first_token: float = Field(default=300.0, gt=0)
+    #: Longest silence between two chunks once tokens flow.
+    idle: float = Field(default=120.0, gt=0)
+    #: The whole answer.
+    total: float = Field(default=1800.0, gt=0)
+
+
 class ModelConfig(BaseModel):
     """One model clients can ask for, and how to reach it."""
 
@@ -49,6 +64,7 @@ class ModelConfig(BaseModel):
     api_key_env: str | None = None
     upstream_model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
     @field_validator("base_url")
     @classmethod

@@ -66,7 +66,11 @@ class Engine:
     def start(self, request: ChatRequest, *, policy: DisconnectPolicy = "cancel") -> Generation:
         provider = self.provider(request.model)
         generation = Generation(
-            request.model, provider.stream(request), policy=policy, on_done=self._finished
+            request.model,
+            provider.stream(request),
+            policy=policy,
+            timeouts=self._configs[request.model].timeouts,
+            on_done=self._finished,
         )
         self._generations[generation.id] = generation
         generation.start()

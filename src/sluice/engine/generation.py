@@ -23,12 +23,23 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from sluice.engine.log import EventLog
-from sluice.errors import SluiceError
-from sluice.events import Event, Finish, RoleStart, StreamError, TextDelta, Usage
-from sluice.settings import DisconnectPolicy
+from sluice.errors import SluiceError, UpstreamTimeout
+from sluice.events import (
+    Event,
+    Finish,
+    ReasoningDelta,
+    RoleStart,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from sluice.settings import DisconnectPolicy, Timeouts
 from sluice.wire.errors import stream_error_from
 
 logger = logging.getLogger("sluice.engine")
+
+_TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
 
 
 class State(enum.Enum):
@@ -49,6 +60,7 @@ class Generation:
         events: AsyncIterator[Event],
         *,
         policy: DisconnectPolicy = "cancel",
+        timeouts: Timeouts | None = None,
         on_done: Callable[[Generation], None] | None = None,
     ) -> None:
         self.id = new_id()
@@ -66,6 +78,10 @@ class Generation:
         self._on_done = on_done
         self._open_choices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        self._timeouts = timeouts or Timeouts()
+        self._expired: UpstreamTimeout | None = None
+        self._last_event_at = self.started_at
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def completion_id(self) -> str:
@@ -76,7 +92,35 @@ class Generation:
         return self.state is not State.RUNNING
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"gen-{self.id}")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"gen-{self.id}")
+        self._watchdog = loop.call_later(self._check_every(), self._check_deadlines)
+
+    def _check_every(self) -> float:
+        # One timer per generation, ticking at a quarter of the tightest deadline, costs
+        # nothing per chunk (a timer re-armed on every read would).
+        t = self._timeouts
+        return float(min(1.0, max(0.02, min(t.first_token, t.idle, t.total) / 4)))
+
+    def _check_deadlines(self) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        t = self._timeouts
+        if now - self.started_at > t.total:
+            self._expire(f"the answer took longer than {t.total:g} s", "total_timeout")
+        elif self.first_token_at is None and now - self.started_at > t.first_token:
+            self._expire(f"no first token within {t.first_token:g} s", "first_token_timeout")
+        elif self.first_token_at is not None and now - self._last_event_at > t.idle:
+            self._expire(f"the upstream was silent for {t.idle:g} s", "idle_timeout")
+        else:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self._check_every(), self._check_deadlines
+            )
+
+    def _expire(self, message: str, code: str) -> None:
+        self._expired = UpstreamTimeout(f"upstream timeout: {message}", code=code)
+        self.cancel()
 
     def subscribe(self) -> None:
         self.subscribers += 1
@@ -101,9 +145,10 @@ class Generation:
         try:
             async for event in events:
                 kind = type(event)
-                if kind is TextDelta and self.first_token_at is None:
-                    self.first_token_at = time.monotonic()
-                elif kind is RoleStart:
+                self._last_event_at = now = time.monotonic()
+                if self.first_token_at is None and kind in _TOKENS:
+                    self.first_token_at = now
+                if kind is RoleStart:
                     open_choices.add(event.index)  # type: ignore[union-attr]
                 elif kind is Finish:
                     open_choices.discard(event.index)  # type: ignore[union-attr]
@@ -112,9 +157,13 @@ class Generation:
                 log.append(event)
             self.state = State.COMPLETED
         except asyncio.CancelledError:
-            for index in sorted(open_choices):
-                log.append(Finish("incomplete", index))
-            self.state = State.CANCELLED
+            if self._expired is not None:
+                log.append(stream_error_from(self._expired))
+                self.state = State.FAILED
+            else:
+                for index in sorted(open_choices):
+                    log.append(Finish("incomplete", index))
+                self.state = State.CANCELLED
         except SluiceError as exc:
             log.append(stream_error_from(exc))
             self.state = State.FAILED
@@ -123,6 +172,8 @@ class Generation:
             log.append(StreamError("server_error", "internal error in the gateway", status=500))
             self.state = State.FAILED
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             await _close(events)
             self.finished_at = time.monotonic()
             log.close()

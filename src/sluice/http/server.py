@@ -25,6 +25,9 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "access_log": False,
         "log_level": settings.log_level,
         "server_header": False,
+        # X-Forwarded-For rewriting costs per request; trusted proxies are configured
+        # explicitly when needed.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": 30,
     }
 

@@ -44,7 +44,9 @@ class OpenAIProvider:
         self._models_url = (model.base_url or DEFAULT_BASE_URL) + "/models"
         self._upstream_model = model.upstream_name
         self._stream_usage = bool(options.get("stream_usage", True))
-        self._read_timeout = float(options.get("read_timeout", 300.0))
+        # Only the connect timeout lives here: first-token, idle and total deadlines are
+        # the engine's (one cheap watchdog per generation, not a timer per read).
+        self._timeout = aiohttp.ClientTimeout(sock_connect=model.timeouts.connect)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         key = model.resolved_api_key()
         if key:
@@ -64,15 +66,16 @@ class OpenAIProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         data = orjson.dumps(self.upstream_body(request))
-        timeout = aiohttp.ClientTimeout(sock_read=self._read_timeout)
         try:
             response = await self._http.session.post(
-                self._url, data=data, headers=self._headers, timeout=timeout
+                self._url, data=data, headers=self._headers, timeout=self._timeout
             )
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnavailable(f"cannot reach the upstream: {exc.os_error}") from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout("timed out connecting to the upstream") from None
+            raise UpstreamTimeout(
+                "timed out connecting to the upstream", code="connect_timeout"
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream request failed: {exc}") from None
         finished = False
@@ -101,10 +104,6 @@ class OpenAIProvider:
             if not saw_finish:
                 raise UpstreamError("upstream closed the stream before it finished")
             finished = True
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(
-                f"no data from the upstream for {self._read_timeout:g} s"
-            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream connection failed mid-stream: {exc}") from None
         finally:

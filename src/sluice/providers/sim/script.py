@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -23,6 +24,18 @@ from sluice.providers.sim.text import compose, count_tokens, tokenize
 # Per-message framing tokens, as OpenAI counts them for chat models.
 _MESSAGE_OVERHEAD = 4
 _ARGUMENT_PIECE = 8
+
+
+@lru_cache(maxsize=512)
+def _compose(prompt: str, seed: int | None, style: str, length: int) -> str:
+    # Load tests send the same prompt thousands of times; the simulator must stay cheap
+    # enough that a benchmark measures the gateway, not the upstream.
+    return compose(prompt, seed=seed, style=style, length=length)
+
+
+@lru_cache(maxsize=512)
+def _tokenize(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +110,13 @@ def _choice(
     elif messages and messages[-1].get("role") == "tool":
         text = "Here is what the tool returned: " + message_text(messages[-1])
     else:
-        text = compose(prompt, seed=choice_seed, style=options.style, length=options.length)
+        text = _compose(prompt, choice_seed, options.style, options.length)
     reason = "stop"
     for marker in stops:
         cut = text.find(marker) if marker else -1
         if cut >= 0:
             text = text[:cut]
-    tokens = tokenize(text)
+    tokens = list(_tokenize(text))
     if max_tokens is not None and len(tokens) > max_tokens:
         tokens = tokens[:max_tokens]
         reason = "length"

@@ -111,6 +111,10 @@ class Engine:
                     await log.wait(seen)
         finally:
             generation.unsubscribe()
+            if not generation.subscribers and generation.policy == "cancel":
+                # The caller left: by the time it gets control back, the upstream call
+                # is closed.
+                await generation.wait()
 
     # -- lifecycle ----------------------------------------------------------
 

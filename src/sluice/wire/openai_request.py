@@ -103,7 +103,7 @@ def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
         parsed = _Body.model_validate(body)
     except ValidationError as exc:
         error = exc.errors()[0]
-        param = _param(error["loc"])
+        param = _param(error["loc"], body, error["type"] == "missing")
         raise RequestError(f"Invalid value for '{param}': {error['msg']}", param=param) from None
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     if parsed.stream_options is not None and not parsed.stream:
@@ -120,13 +120,20 @@ def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
     )
 
 
-def _param(loc: tuple[int | str, ...]) -> str:
-    # Pydantic reports union members as extra loc parts (e.g. "str", "list[...]");
-    # keep only the path into the body the client wrote.
+def _param(loc: tuple[int | str, ...], body: Any, missing: bool) -> str:
+    # Pydantic adds union-member tags to loc ("str", "list[...]"); keep only the path
+    # that exists in what the client sent (plus the absent key of a missing field).
     parts: list[str] = []
+    current = body
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) and isinstance(current, list) and part < len(current):
             parts.append(f"[{part}]")
-        elif part.isidentifier():
+            current = current[part]
+        elif isinstance(part, str) and isinstance(current, dict) and part in current:
             parts.append(f".{part}" if parts else part)
+            current = current[part]
+        else:
+            if missing and isinstance(part, str):
+                parts.append(f".{part}" if parts else part)
+            break
     return "".join(parts) or "body"

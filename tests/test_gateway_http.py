@@ -122,17 +122,21 @@ async def test_body_limit_is_413_and_nothing_starts(gateway: ServerProcess) -> N
 
 
 async def test_get_on_completions_is_405(gateway: ServerProcess) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(gateway.url + "/v1/chat/completions") as response:
-            assert response.status == 405
-            assert "error" in await response.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway.url + "/v1/chat/completions") as response,
+    ):
+        assert response.status == 405
+        assert "error" in await response.json()
 
 
 async def test_unknown_path_is_openai_shaped_404(gateway: ServerProcess) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(gateway.url + "/v1/nothing-here") as response:
-            assert response.status == 404
-            assert (await response.json())["error"]["type"] == "not_found_error"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway.url + "/v1/nothing-here") as response,
+    ):
+        assert response.status == 404
+        assert (await response.json())["error"]["type"] == "not_found_error"
 
 
 async def test_usage_is_asked_upstream_but_hidden_unless_requested(

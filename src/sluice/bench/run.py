@@ -39,6 +39,8 @@ class BenchOptions:
     direct: bool = True
     port: int = 18080
     upstream_port: int = 19090
+    floor_port: int = 18090
+    floor: bool = True
 
 
 @dataclass
@@ -47,6 +49,8 @@ class BenchReport:
     direct: LoadResult | None
     gateway: LoadResult
     cpu_seconds: float
+    floor: LoadResult | None = None
+    floor_cpu_seconds: float = 0.0
 
     @property
     def cpu_us_per_record(self) -> float:
@@ -89,6 +93,13 @@ class BenchReport:
             f"gateway CPU: {self.cpu_seconds:.3f} s for {via.records} relayed SSE records "
             f"= {self.cpu_us_per_record:.1f} us per chunk",
         ]
+        if self.floor is not None and self.floor.records:
+            per = self.floor_cpu_seconds / self.floor.records * 1e6
+            lines.append(
+                f"floor relay CPU (raw bytes, no parsing): {self.floor_cpu_seconds:.3f} s for "
+                f"{self.floor.records} records = {per:.1f} us per chunk; the gateway adds "
+                f"{self.cpu_us_per_record - per:.1f} us"
+            )
         errors = via.errors()
         if errors:
             lines.append(f"errors through the gateway: {len(errors)} (first: {errors[0]})")
@@ -109,9 +120,11 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> 
 
 
 @contextmanager
-def _process(args: list[str], health: str) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    args: list[str], health: str, module: str = "sluice"
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sluice", *args],
+        [sys.executable, "-m", module, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
@@ -142,38 +155,44 @@ def run(options: BenchOptions) -> BenchReport:
             _process(serve_args, gateway + "/health/live") as gateway_process,
         ):
             total = o.streams * o.rounds
-            # Warm both paths (connection pools, imports, JIT-free but cache-warm).
-            asyncio.run(
-                drive(
-                    gateway + "/v1/chat/completions",
-                    model="bench",
-                    total=o.streams,
-                    streams=o.streams,
-                    chunks=o.chunks,
-                )
-            )
-            direct = None
-            if o.direct:
-                direct = asyncio.run(
-                    drive(
-                        upstream + "/v1/chat/completions",
-                        model="sim",
-                        total=total,
-                        streams=o.streams,
-                        chunks=o.chunks,
-                    )
-                )
-            measured = psutil.Process(gateway_process.pid)
-            before = measured.cpu_times()
-            via = asyncio.run(
-                drive(
-                    gateway + "/v1/chat/completions",
-                    model="bench",
-                    total=total,
-                    streams=o.streams,
-                    chunks=o.chunks,
-                )
-            )
-            after = measured.cpu_times()
-    cpu = (after.user - before.user) + (after.system - before.system)
-    return BenchReport(options, direct, via, cpu)
+            # Warm the path first (connection pools, caches).
+            _drive(gateway, "bench", o.streams, o)
+            direct = _drive(upstream, "sim", total, o) if o.direct else None
+            via, cpu = _measured(gateway_process, gateway, "bench", total, o)
+        floor = None
+        floor_cpu = 0.0
+        if o.floor:
+            # The same load through the least a Python relay can do, on this machine.
+            floor_url = f"http://127.0.0.1:{o.floor_port}"
+            with (
+                _process(sim_args, upstream + "/health"),
+                _process(
+                    [upstream, str(o.floor_port)], floor_url + "/health", "sluice.bench.floor"
+                ) as relay,
+            ):
+                _drive(floor_url, "sim", o.streams, o)
+                floor, floor_cpu = _measured(relay, floor_url, "sim", total, o)
+    return BenchReport(options, direct, via, cpu, floor, floor_cpu)
+
+
+def _drive(url: str, model: str, total: int, o: BenchOptions) -> LoadResult:
+    return asyncio.run(
+        drive(
+            url + "/v1/chat/completions",
+            model=model,
+            total=total,
+            streams=o.streams,
+            chunks=o.chunks,
+        )
+    )
+
+
+def _measured(
+    process: subprocess.Popen[bytes], url: str, model: str, total: int, o: BenchOptions
+) -> tuple[LoadResult, float]:
+    """Run the load at ``url``; return it with the CPU seconds ``process`` spent on it."""
+    measured = psutil.Process(process.pid)
+    before = measured.cpu_times()
+    result = _drive(url, model, total, o)
+    after = measured.cpu_times()
+    return result, (after.user - before.user) + (after.system - before.system)

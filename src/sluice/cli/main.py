@@ -105,9 +105,12 @@ def bench(
     ttft_ms: Annotated[float, typer.Option(min=0, help="Upstream time to first token, ms.")] = 0,
     tokens_per_second: Annotated[
         float, typer.Option("--tps", min=0, help="Upstream tokens per second per stream.")
-    ] = 100,
+    ] = 50,
     direct: Annotated[
         bool, typer.Option(help="Also run the load straight at the upstream, to compare.")
+    ] = True,
+    floor: Annotated[
+        bool, typer.Option(help="Also run a raw-bytes relay, this machine's floor.")
     ] = True,
     port: Annotated[int, typer.Option(help="Port for the gateway under test.")] = 18080,
     upstream_port: Annotated[int, typer.Option(help="Port for the sim upstream.")] = 19090,
@@ -122,6 +125,7 @@ def bench(
         ttft_ms=ttft_ms,
         tokens_per_second=tokens_per_second,
         direct=direct,
+        floor=floor,
         port=port,
         upstream_port=upstream_port,
     )

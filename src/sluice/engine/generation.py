@@ -20,7 +20,7 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sluice.engine.log import EventLog
 from sluice.errors import SluiceError, UpstreamTimeout
@@ -41,6 +41,9 @@ logger = logging.getLogger("sluice.engine")
 
 _TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
 
+#: Receives each batch as the generation appends it (see Generation.attach).
+Sink = Callable[[list[Event]], Awaitable[None]]
+
 
 class State(enum.Enum):
     RUNNING = "running"
@@ -57,7 +60,7 @@ class Generation:
     def __init__(
         self,
         model: str,
-        events: AsyncIterator[Event],
+        events: AsyncIterator[list[Event]],
         *,
         policy: DisconnectPolicy = "cancel",
         timeouts: Timeouts | None = None,
@@ -82,6 +85,7 @@ class Generation:
         self._expired: UpstreamTimeout | None = None
         self._last_event_at = self.started_at
         self._watchdog: asyncio.TimerHandle | None = None
+        self._sink: Sink | None = None
 
     @property
     def completion_id(self) -> str:
@@ -130,6 +134,19 @@ class Generation:
         if self.subscribers <= 0 and self.policy == "cancel" and not self.done:
             self.cancel()
 
+    def attach(self, sink: Sink) -> None:
+        """Deliver every later batch straight to ``sink`` from the generation's own task.
+
+        The primary subscriber of a stream uses this instead of waking its own task per
+        chunk; the generation awaits the sink, so a slow client slows the upstream read
+        (backpressure) rather than growing memory. One sink at most; other subscribers
+        read the log.
+        """
+        self._sink = sink
+
+    def detach(self) -> None:
+        self._sink = None
+
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -143,18 +160,29 @@ class Generation:
         open_choices = self._open_choices
         events = self._events
         try:
-            async for event in events:
-                kind = type(event)
+            async for batch in events:
                 self._last_event_at = now = time.monotonic()
-                if self.first_token_at is None and kind in _TOKENS:
-                    self.first_token_at = now
-                if kind is RoleStart:
-                    open_choices.add(event.index)  # type: ignore[union-attr]
-                elif kind is Finish:
-                    open_choices.discard(event.index)  # type: ignore[union-attr]
-                elif kind is Usage:
-                    self.usage = event  # type: ignore[assignment]
-                log.append(event)
+                for event in batch:
+                    kind = type(event)
+                    if kind is TextDelta or kind in _TOKENS:
+                        if self.first_token_at is None:
+                            self.first_token_at = now
+                    elif kind is RoleStart:
+                        open_choices.add(event.index)  # type: ignore[union-attr]
+                    elif kind is Finish:
+                        open_choices.discard(event.index)  # type: ignore[union-attr]
+                    elif kind is Usage:
+                        self.usage = event  # type: ignore[assignment]
+                log.extend(batch)
+                sink = self._sink
+                if sink is not None:
+                    try:
+                        await sink(batch)
+                    except Exception:
+                        # The sink's client is gone; its handler notices and leaves.
+                        logger.debug("sink of %s failed", self.id, exc_info=True)
+                        self._sink = None
+                        log.wake()
             self.state = State.COMPLETED
         except asyncio.CancelledError:
             if self._expired is not None:
@@ -181,7 +209,7 @@ class Generation:
                 self._on_done(self)
 
 
-async def _close(events: AsyncIterator[Event]) -> None:
+async def _close(events: AsyncIterator[list[Event]]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         try:

@@ -13,42 +13,64 @@ from sluice.events import Event
 
 
 class EventLog:
-    __slots__ = ("_waiters", "closed", "events")
+    __slots__ = ("_end_waiters", "_waiters", "closed", "events")
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._end_waiters: list[asyncio.Future[None]] = []
 
     def append(self, event: Event) -> None:
         self.events.append(event)
         if self._waiters:
-            self._wake()
+            waiters, self._waiters = self._waiters, []
+            _wake(waiters)
+
+    def extend(self, batch: list[Event]) -> None:
+        self.events.extend(batch)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            _wake(waiters)
 
     def close(self) -> None:
         self.closed = True
-        self._wake()
+        self.wake()
 
     def wake(self) -> None:
         """Wake every reader without a new event (keep-alive ticks, disconnects)."""
-        self._wake()
+        waiters, ends = self._waiters, self._end_waiters
+        self._waiters, self._end_waiters = [], []
+        _wake(waiters)
+        _wake(ends)
 
     async def wait(self, seen: int) -> None:
         """Return once there are more than ``seen`` events, the log is closed, or
         someone called ``wake``."""
         if len(self.events) > seen or self.closed:
             return
-        # One future per reader: a cancelled reader must not cancel the others.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if not waiter.done():
-                self._waiters.remove(waiter)
+        await _park(self._waiters)
 
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    async def wait_end(self) -> None:
+        """Return once the log is closed or someone called ``wake`` — not on every
+        event: for readers that get their events another way (a Generation sink)."""
+        if self.closed:
+            return
+        await _park(self._end_waiters)
+
+
+async def _park(waiters: list[asyncio.Future[None]]) -> None:
+    # One future per reader: a cancelled reader must not cancel the others.
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        if not waiter.done() and waiter in waiters:
+            waiters.remove(waiter)
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

@@ -7,6 +7,7 @@ framework's per-request cost never lands on the per-chunk path.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,6 +72,11 @@ class Gateway:
 def build_api(gateway: Gateway) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything built so far (modules, the app, settings) lives for the whole run.
+        # Frozen, the collector stops rescanning it on every full collection: measured
+        # at 200 streams this was 20+ us of CPU per relayed chunk.
+        gc.collect()
+        gc.freeze()
         yield
         await gateway.aclose()
 

@@ -14,7 +14,7 @@ import asyncio
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.errors import RequestError, SluiceError
-from sluice.events import StreamError
+from sluice.events import Event, StreamError
 from sluice.http.asgi import (
     SSE_HEADERS,
     ClientDisconnected,
@@ -88,27 +88,27 @@ class ChatCompletions:
             request.model,
             include_usage=request.include_usage,
         )
-        seen = 0
-        failed = False
-        while True:
-            count = len(events)
-            if count > seen:
-                batch = events[seen:count]
-                seen = count
-                failed = failed or type(batch[-1]) is StreamError
-                watcher.wrote()
-                await send(
-                    {"type": "http.response.body", "body": encoder.encode(batch), "more_body": True}
-                )
-            elif log.closed:
-                break
-            elif watcher.disconnected:
-                return
-            elif watcher.ping_due:
-                watcher.wrote()
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-            else:
-                await log.wait(seen)
+        relay = _Relay(encoder, send, watcher)
+        # Catch up on what is already in the log, then take delivery straight from the
+        # generation's task: no wake-up of this task per chunk.
+        while relay.seen < len(events):
+            await relay.deliver(events[relay.seen :])
+        generation.attach(relay.deliver)
+        try:
+            while not log.closed and not watcher.disconnected:
+                if watcher.ping_due:
+                    watcher.wrote()
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                await log.wait_end()
+        finally:
+            generation.detach()
+        if watcher.disconnected:
+            return
+        # Whatever the generation appended after its last delivery (a cancellation's
+        # `incomplete` finish, a failure's error record).
+        if relay.seen < len(events):
+            await relay.deliver(events[relay.seen :])
+        failed = bool(events) and type(events[-1]) is StreamError
         # A failed stream never ends with a clean [DONE]: clients must see it failed.
         await send({"type": "http.response.body", "body": b"" if failed else DONE})
 
@@ -119,7 +119,7 @@ class ChatCompletions:
         while not log.closed:
             if watcher.disconnected:
                 return
-            await log.wait(len(log.events))
+            await log.wait_end()
         completion = Completion()
         for event in log.events:
             completion.add(event)
@@ -132,6 +132,27 @@ class ChatCompletions:
         await send_json(
             send, 200, json_dumps(body), [(b"x-sluice-stream-id", generation.id.encode())]
         )
+
+
+class _Relay:
+    """The primary subscriber's delivery: encode a batch, write it with one send."""
+
+    __slots__ = ("_encoder", "_send", "_watcher", "seen")
+
+    def __init__(self, encoder: ChunkEncoder, send: Send, watcher: _Watcher) -> None:
+        self._encoder = encoder
+        self._send = send
+        self._watcher = watcher
+        self.seen = 0
+
+    async def deliver(self, batch: list[Event]) -> None:
+        # Counted before the write: a write interrupted by cancellation has still
+        # been handed to the transport, and must not be sent twice.
+        self.seen += len(batch)
+        self._watcher.wrote()
+        body = self._encoder.encode(batch)
+        if body:
+            await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 class _Watcher:

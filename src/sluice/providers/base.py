@@ -18,9 +18,11 @@ from sluice.wire.openai_request import ChatRequest
 
 
 class Provider(Protocol):
-    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Events for ``request``; raises a ``sluice.errors.UpstreamError`` on failure.
-        Closing the iterator (or cancelling its task) must release the upstream call."""
+    def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
+        """Events for ``request``, in batches: each item holds the events that arrived
+        together (one upstream read), so the edge writes them with one send. Raises a
+        ``sluice.errors.UpstreamError`` on failure. Closing the iterator (or cancelling
+        its task) must release the upstream call at once."""
         ...
 
     async def check(self) -> None:

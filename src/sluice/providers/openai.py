@@ -22,7 +22,7 @@ from sluice.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from sluice.events import Event, Finish
+from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
 from sluice.providers.http_client import HttpClient
 from sluice.providers.upstream_errors import error_for_status
@@ -64,7 +64,7 @@ class OpenAIProvider:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         data = orjson.dumps(self.upstream_body(request))
         try:
             response = await self._http.session.post(
@@ -85,21 +85,25 @@ class OpenAIProvider:
             decoder = SSEDecoder()
             saw_finish = False
             async for piece in response.content.iter_any():
+                batch: list[Event] = []
                 for sse in decoder.feed(piece):
                     data_text = sse.data
                     if data_text == "[DONE]":
                         finished = True
+                        if batch:
+                            yield batch
                         return
                     try:
                         chunk = orjson.loads(data_text)
                     except orjson.JSONDecodeError:
+                        if batch:
+                            yield batch
                         raise UpstreamProtocolError(
                             "upstream sent a chunk that is not valid JSON"
                         ) from None
-                    for event in decode_chunk(chunk):
-                        if type(event) is Finish:
-                            saw_finish = True
-                        yield event
+                    saw_finish = decode_chunk(chunk, batch) or saw_finish
+                if batch:
+                    yield batch
             # Some servers end without [DONE]; a stream that finished its choices is whole.
             if not saw_finish:
                 raise UpstreamError("upstream closed the stream before it finished")

@@ -27,59 +27,76 @@ from sluice.events import (
 from sluice.wire.errors import stream_error_body
 
 DONE = b"data: [DONE]\n\n"
+_TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 
-def decode_chunk(chunk: Any) -> list[Event]:
-    """One parsed upstream chunk -> events. Raises UpstreamError for an in-band error
-    record and UpstreamProtocolError for anything that is not a chunk."""
-    if not isinstance(chunk, dict):
+def decode_chunk(chunk: Any, out: list[Event]) -> bool:
+    """Append the events of one parsed upstream chunk to ``out``; True if a choice
+    finished. Raises UpstreamError for an in-band error record and
+    UpstreamProtocolError for anything that is not a chunk."""
+    if type(chunk) is not dict:
         raise UpstreamProtocolError("upstream sent a chunk that is not a JSON object")
+    finished = False
+    choices = chunk.get("choices")
+    if choices:
+        if type(choices) is not list:
+            raise UpstreamProtocolError("upstream chunk has a 'choices' that is not a list")
+        for choice in choices:
+            try:
+                delta = choice.get("delta")
+                # The common case first: a plain text delta, one dict lookup per field.
+                if (
+                    delta
+                    and len(delta) == 1
+                    and "content" in delta
+                    and not choice.get("finish_reason")
+                ):
+                    content = delta["content"]
+                    if content:
+                        out.append(
+                            TextDelta(content, choice.get("index", 0), choice.get("logprobs"))
+                        )
+                    continue
+                finished = _decode_choice(choice, delta or {}, out) or finished
+            except AttributeError:
+                raise UpstreamProtocolError("upstream chunk has a malformed choice") from None
+    usage = chunk.get("usage")
+    if usage:
+        out.append(decode_usage(usage))
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise UpstreamError(f"upstream failed mid-stream: {message or 'unknown error'}")
-    events: list[Event] = []
-    choices = chunk.get("choices")
-    if choices:
-        if not isinstance(choices, list):
-            raise UpstreamProtocolError("upstream chunk has a 'choices' that is not a list")
-        for choice in choices:
-            _decode_choice(choice, events)
-    usage = chunk.get("usage")
-    if usage:
-        events.append(decode_usage(usage))
-    return events
+    return finished
 
 
-def _decode_choice(choice: Any, events: list[Event]) -> None:
-    try:
-        index = choice.get("index", 0)
-        delta = choice.get("delta") or {}
-        if delta.get("role"):
-            events.append(RoleStart(index, delta["role"]))
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning:
-            events.append(ReasoningDelta(reasoning, index))
-        content = delta.get("content")
-        if content:
-            events.append(TextDelta(content, index, choice.get("logprobs")))
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            events.append(
-                ToolCallDelta(
-                    call_index=call.get("index", 0),
-                    arguments=function.get("arguments") or "",
-                    id=call.get("id"),
-                    name=function.get("name"),
-                    index=index,
-                    type=call.get("type"),
-                )
+def _decode_choice(choice: dict[str, Any], delta: dict[str, Any], out: list[Event]) -> bool:
+    index = choice.get("index", 0)
+    if delta.get("role"):
+        out.append(RoleStart(index, delta["role"]))
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning:
+        out.append(ReasoningDelta(reasoning, index))
+    content = delta.get("content")
+    if content:
+        out.append(TextDelta(content, index, choice.get("logprobs")))
+    for call in delta.get("tool_calls") or ():
+        function = call.get("function") or {}
+        out.append(
+            ToolCallDelta(
+                call_index=call.get("index", 0),
+                arguments=function.get("arguments") or "",
+                id=call.get("id"),
+                name=function.get("name"),
+                index=index,
+                type=call.get("type"),
             )
-        reason = choice.get("finish_reason")
-        if reason:
-            events.append(Finish(reason, index))
-    except AttributeError:
-        raise UpstreamProtocolError("upstream chunk has a malformed choice") from None
+        )
+    reason = choice.get("finish_reason")
+    if reason:
+        out.append(Finish(reason, index))
+        return True
+    return False
 
 
 def decode_usage(usage: dict[str, Any]) -> Usage:
@@ -105,7 +122,7 @@ class ChunkEncoder:
     stream; each event then costs one small ``orjson.dumps``.
     """
 
-    __slots__ = ("_head", "_include_usage", "_sent_role", "_tool_started")
+    __slots__ = ("_head", "_include_usage", "_sent_role", "_text_head", "_tool_started")
 
     def __init__(
         self, completion_id: str, created: int, model: str, *, include_usage: bool
@@ -119,6 +136,7 @@ class ChunkEncoder:
             }
         )
         self._head = b"data: " + head[:-1] + b',"choices":'
+        self._text_head = self._head + b'[{"index":0,"delta":{"content":'
         self._include_usage = include_usage
         self._sent_role: set[int] = set()
         self._tool_started: set[tuple[int, int]] = set()
@@ -135,6 +153,8 @@ class ChunkEncoder:
         kind = type(event)
         if kind is TextDelta:
             assert isinstance(event, TextDelta)
+            if event.index == 0 and event.logprobs is None:
+                return self._text_head + orjson.dumps(event.text) + _TEXT_TAIL
             delta: dict[str, Any] = {"content": event.text}
             return self._choice(event.index, delta, None, event.logprobs)
         if kind is RoleStart:

@@ -20,7 +20,7 @@ class SimProvider:
         self.options = options
         self.stats = stats or SimStats()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         options = self.options.merged(request.body.get("sim"))
         stats = self.stats
         attempt = stats.attempt(options.key, last_user_text(request.messages))
@@ -36,8 +36,7 @@ class SimProvider:
                     raise UpstreamError("simulated connection drop")
                 if step is Fault.MALFORMED:
                     raise UpstreamProtocolError("upstream sent a chunk that is not valid JSON")
-                for event in step:
-                    yield event
+                yield step
             completed = True
         finally:
             if completed:

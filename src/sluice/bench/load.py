@@ -106,8 +106,13 @@ async def drive(
     total: int,
     chunks: int,
     api_key: str | None = None,
+    ramp: float = 0.0,
 ) -> LoadResult:
-    """``total`` streams, at most ``streams`` at once, each asking for ``chunks`` tokens."""
+    """``total`` streams, at most ``streams`` at once, each asking for ``chunks`` tokens.
+
+    With ``ramp`` seconds, the first ``streams`` start evenly spread over that time
+    (then each finished stream makes room for the next), so the load is a steady
+    ``streams`` open streams rather than a thundering herd of simultaneous requests."""
     body = orjson.dumps(
         {
             "model": model,
@@ -123,11 +128,13 @@ async def drive(
     timeout = aiohttp.ClientTimeout(total=600)
     gate = asyncio.Semaphore(streams)
 
-    async def gated(session: aiohttp.ClientSession) -> StreamTiming:
+    async def gated(session: aiohttp.ClientSession, position: int) -> StreamTiming:
+        if ramp and position < streams:
+            await asyncio.sleep(ramp * position / streams)
         async with gate:
             return await one_stream(session, url, body, headers)
 
     started = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        timings = await asyncio.gather(*(gated(session) for _ in range(total)))
+        timings = await asyncio.gather(*(gated(session, i) for i in range(total)))
     return LoadResult(list(timings), time.perf_counter() - started)

@@ -40,6 +40,7 @@ class BenchOptions:
     port: int = 18080
     upstream_port: int = 19090
     floor_port: int = 18090
+    jitter: float = 0.2
     floor: bool = True
 
 
@@ -62,7 +63,8 @@ class BenchReport:
         lines = [
             f"sluice bench: {o.streams} concurrent streams, {o.streams * o.rounds} in all, "
             f"{o.chunks} tokens each; upstream `sluice sim` at ttft {o.ttft_ms:g} ms, "
-            f"{o.tokens_per_second:g} tokens/s per stream",
+            f"{o.tokens_per_second:g} tokens/s per stream (jitter {o.jitter:g}), "
+            "starts spread over one stream's duration",
             "",
             f"{'':26}{'direct':>12}{'via gateway':>14}{'added':>10}",
         ]
@@ -99,6 +101,10 @@ class BenchReport:
                 f"floor relay CPU (raw bytes, no parsing): {self.floor_cpu_seconds:.3f} s for "
                 f"{self.floor.records} records = {per:.1f} us per chunk; the gateway adds "
                 f"{self.cpu_us_per_record - per:.1f} us"
+            )
+            ttft = summary(self.floor.ttfts())
+            lines.append(
+                f"floor relay TTFT p50 {ttft['p50'] * 1000:.2f} ms, p99 {ttft['p99'] * 1000:.2f} ms"
             )
         errors = via.errors()
         if errors:
@@ -145,7 +151,8 @@ def run(options: BenchOptions) -> BenchReport:
     upstream = f"http://127.0.0.1:{o.upstream_port}"
     gateway = f"http://127.0.0.1:{o.port}"
     sim_args = ["sim", "--port", str(o.upstream_port), "--ttft-ms", str(o.ttft_ms)]
-    sim_args += ["--tps", str(o.tokens_per_second), "--jitter", "0", "--length", str(o.chunks + 50)]
+    sim_args += ["--tps", str(o.tokens_per_second), "--jitter", str(o.jitter)]
+    sim_args += ["--length", str(o.chunks + 50)]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(GATEWAY_CONFIG.format(upstream=upstream))

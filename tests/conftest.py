@@ -10,7 +10,7 @@ from tests.servers import ServerProcess, free_port, running
 # A gateway config used by most HTTP tests: the in-process simulator, models relayed to
 # a real `sluice sim` upstream over HTTP, and upstreams that are down.
 GATEWAY_CONFIG = """
-keepalive_seconds = 0.3
+keepalive_seconds = 1.0
 max_body_bytes = 65536
 
 [[models]]
@@ -37,6 +37,32 @@ provider = "openai"
 base_url = "{upstream}/v1"
 upstream_model = "sim"
 timeouts = {{ first_token = 0.2 }}
+retry = {{ attempts = 1 }}
+
+[[models]]
+name = "flaky"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+retry = {{ attempts = 3, backoff_initial = 0.05 }}
+
+[[models]]
+name = "broken"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+options = {{ extra_body = {{ sim = {{ fail_status = 500, key = "broken" }} }} }}
+retry = {{ attempts = 2, backoff_initial = 0.01 }}
+fallbacks = ["relay"]
+cooldown = 1.5
+
+[[models]]
+name = "dead-then-relay"
+provider = "openai"
+base_url = "http://127.0.0.1:{dead_port}/v1"
+retry = {{ attempts = 2, backoff_initial = 0.01 }}
+fallbacks = ["relay"]
+cooldown = 0
 
 [[models]]
 name = "dead"

@@ -160,8 +160,8 @@ async def test_mid_stream_failure_is_in_band_without_done(gateway: ServerProcess
 
 
 async def test_keepalive_comment_while_idle(gateway: ServerProcess) -> None:
-    # keepalive_seconds is 0.3 in the test config; the upstream stalls 1.2 s mid-answer.
-    sim = {"stall_after": 3, "stall_ms": 1200}
+    # keepalive_seconds is 1.0 in the test config; the upstream stalls 2.5 s mid-answer.
+    sim = {"stall_after": 3, "stall_ms": 2500}
     status, _, body = await post(gateway, chat(stream=True, sim=sim))
     assert status == 200
     assert body.count(b": ping\n\n") >= 2

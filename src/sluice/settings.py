@@ -52,6 +52,22 @@ class Timeouts(BaseModel):
     total: float = Field(default=1800.0, gt=0)
 
 
+class RetryPolicy(BaseModel):
+    """Retries of one model before the first byte reaches the client."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Attempts in all, the first included (1 = no retry).
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_initial: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+    #: No retry starts after this many seconds spent on this model.
+    max_elapsed: float = Field(default=30.0, ge=0)
+    #: An upstream ``Retry-After`` longer than this is not waited for: the request falls
+    #: back, or the client gets the 429/503 with that ``Retry-After``.
+    max_retry_after: float = Field(default=5.0, ge=0)
+
+
 class ModelConfig(BaseModel):
     """One model clients can ask for, and how to reach it."""
 
@@ -65,6 +81,13 @@ class ModelConfig(BaseModel):
     upstream_model: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: Other configured models tried in order when this one fails before output.
+    fallbacks: list[str] = Field(default_factory=list)
+    #: Seconds a failed upstream is skipped by later requests.
+    cooldown: float = Field(default=30.0, ge=0)
+    #: Continue on the next fallback when this upstream fails mid-answer.
+    failover: bool = False
 
     @field_validator("base_url")
     @classmethod
@@ -175,7 +198,7 @@ class Settings(BaseSettings):
         result = cls.model_validate(settings.model_dump())
         if not result.models:
             result = result.model_copy(update={"models": default_models()})
-        _check_unique_names(result.models, config_file)
+        _check_model_names(result.models, config_file)
         return result
 
 
@@ -211,12 +234,19 @@ def _describe(exc: ValidationError, path: Path | None, table: dict[str, Any]) ->
     return "; ".join(problems)
 
 
-def _check_unique_names(models: list[ModelConfig], path: Path | None) -> None:
+def _check_model_names(models: list[ModelConfig], path: Path | None) -> None:
+    where = f"config file {path}: " if path else ""
     seen: set[str] = set()
     for position, model in enumerate(models):
         if model.name in seen:
-            where = f"config file {path}: " if path else ""
             raise ConfigError(
                 f"{where}key models[{position}].name: duplicate model name {model.name!r}"
             )
         seen.add(model.name)
+    for position, model in enumerate(models):
+        for fallback in model.fallbacks:
+            if fallback not in seen or fallback == model.name:
+                raise ConfigError(
+                    f"{where}key models[{position}].fallbacks: {fallback!r} is not another "
+                    "configured model"
+                )

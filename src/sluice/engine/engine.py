@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sluice import providers
 from sluice.engine.generation import Generation
+from sluice.engine.retry import Candidate, Cooldowns, RetryState
 from sluice.errors import ModelNotFound, NotFound, SluiceError
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext, ProviderFactory
@@ -44,6 +45,10 @@ class Engine:
         self._providers: dict[str, Provider] = {
             m.name: providers.build(m, context, found) for m in settings.models
         }
+        self._candidates = {
+            m.name: Candidate(m.name, m.retry, m.cooldown, m.failover) for m in settings.models
+        }
+        self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}
         self._retention = retention_seconds
 
@@ -63,13 +68,25 @@ class Engine:
 
     # -- generations --------------------------------------------------------
 
+    def _open_attempt(
+        self, candidate: Candidate, request: ChatRequest
+    ) -> AsyncIterator[list[Event]]:
+        return self._providers[candidate.name].stream(request)
+
     def start(self, request: ChatRequest, *, policy: DisconnectPolicy = "cancel") -> Generation:
-        provider = self.provider(request.model)
+        self.provider(request.model)  # ModelNotFound before anything starts
+        config = self._configs[request.model]
+        route = RetryState(
+            [self._candidates[request.model]]
+            + [self._candidates[name] for name in config.fallbacks],
+            self.cooldowns,
+        )
         generation = Generation(
-            request.model,
-            provider.stream(request),
+            request,
+            route,
+            self._open_attempt,
             policy=policy,
-            timeouts=self._configs[request.model].timeouts,
+            timeouts=config.timeouts,
             on_done=self._finished,
         )
         self._generations[generation.id] = generation

@@ -1,16 +1,20 @@
 """Generation: one answer being produced, owned by the server, not by a connection.
 
-A generation runs its provider stream in its own task and appends every event to its
-EventLog; HTTP responses, WebSockets and the CLI are subscribers. When the last
-subscriber leaves, the disconnect policy decides: ``cancel`` stops the upstream call at
-once, ``detach`` lets the answer finish (and be saved, and be resumed by id).
+A generation runs its attempts (the model, its retries, its fallbacks) in its own task and
+appends every event to its EventLog; HTTP responses, WebSockets and the CLI are
+subscribers. When the last subscriber leaves, the disconnect policy decides: ``cancel``
+stops the upstream call at once, ``detach`` lets the answer finish (and be saved, and be
+resumed by id).
 
 States::
 
-    running ──> completed        the provider finished every choice
+    running ──> completed        an attempt finished every choice
         │ ───> failed           a StreamError is the last event
         └────> cancelled        cancel(): last subscriber left under `cancel`, or an
                                 explicit stop; open choices finish as `incomplete`
+
+Nothing reaches the log before an attempt produces a token (a role chunk alone is held
+back), so a failure before that is retried or falls back invisibly.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from sluice.engine.deadlines import Deadlines
 from sluice.engine.log import EventLog
-from sluice.errors import SluiceError, UpstreamTimeout
+from sluice.engine.retry import Candidate, RetryState, Step
+from sluice.errors import SluiceError, UpstreamError, UpstreamTimeout
 from sluice.events import (
     Event,
     Finish,
@@ -36,13 +42,16 @@ from sluice.events import (
 )
 from sluice.settings import DisconnectPolicy, Timeouts
 from sluice.wire.errors import stream_error_from
+from sluice.wire.openai_request import ChatRequest
 
 logger = logging.getLogger("sluice.engine")
 
-_TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
+_OUTPUT = (TextDelta, ReasoningDelta, ToolCallDelta, Finish)
 
 #: Receives each batch as the generation appends it (see Generation.attach).
 Sink = Callable[[list[Event]], Awaitable[None]]
+#: Opens one attempt: the candidate's provider streaming the request.
+Opener = Callable[[Candidate, ChatRequest], AsyncIterator[list[Event]]]
 
 
 class State(enum.Enum):
@@ -59,72 +68,53 @@ def new_id() -> str:
 class Generation:
     def __init__(
         self,
-        model: str,
-        events: AsyncIterator[list[Event]],
+        request: ChatRequest,
+        route: RetryState,
+        open_attempt: Opener,
         *,
         policy: DisconnectPolicy = "cancel",
         timeouts: Timeouts | None = None,
         on_done: Callable[[Generation], None] | None = None,
     ) -> None:
         self.id = new_id()
-        self.model = model
+        self.request = request
+        self.model = request.model
         self.policy: DisconnectPolicy = policy
         self.created = int(time.time())
         self.log = EventLog()
         self.state = State.RUNNING
         self.subscribers = 0
-        self.started_at = time.monotonic()
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
         self.usage: Usage | None = None
-        self._events = events
+        #: The model that served (or is serving) the answer.
+        self.served_by: str | None = None
+        self.route = route
+        self._open = open_attempt
         self._on_done = on_done
         self._open_choices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._timeouts = timeouts or Timeouts()
-        self._expired: UpstreamTimeout | None = None
-        self._last_event_at = self.started_at
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._deadlines = Deadlines(timeouts or Timeouts(), self._expired)
+        self._fatal: UpstreamTimeout | None = None
+        self._attempt_expired: UpstreamTimeout | None = None
         self._sink: Sink | None = None
+        self._output_started = False
 
     @property
     def completion_id(self) -> str:
         return f"chatcmpl-{self.id}"
 
     @property
+    def started_at(self) -> float:
+        return self._deadlines.started_at
+
+    @property
     def done(self) -> bool:
         return self.state is not State.RUNNING
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run(), name=f"gen-{self.id}")
-        self._watchdog = loop.call_later(self._check_every(), self._check_deadlines)
-
-    def _check_every(self) -> float:
-        # One timer per generation, ticking at a quarter of the tightest deadline, costs
-        # nothing per chunk (a timer re-armed on every read would).
-        t = self._timeouts
-        return float(min(1.0, max(0.02, min(t.first_token, t.idle, t.total) / 4)))
-
-    def _check_deadlines(self) -> None:
-        if self.done:
-            return
-        now = time.monotonic()
-        t = self._timeouts
-        if now - self.started_at > t.total:
-            self._expire(f"the answer took longer than {t.total:g} s", "total_timeout")
-        elif self.first_token_at is None and now - self.started_at > t.first_token:
-            self._expire(f"no first token within {t.first_token:g} s", "first_token_timeout")
-        elif self.first_token_at is not None and now - self._last_event_at > t.idle:
-            self._expire(f"the upstream was silent for {t.idle:g} s", "idle_timeout")
-        else:
-            self._watchdog = asyncio.get_running_loop().call_later(
-                self._check_every(), self._check_deadlines
-            )
-
-    def _expire(self, message: str, code: str) -> None:
-        self._expired = UpstreamTimeout(f"upstream timeout: {message}", code=code)
-        self.cancel()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"gen-{self.id}")
+        self._deadlines.start()
 
     def subscribe(self) -> None:
         self.subscribers += 1
@@ -155,41 +145,24 @@ class Generation:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    def _expired(self, timeout: UpstreamTimeout) -> None:
+        if not self._output_started and timeout.code == "first_token_timeout":
+            self._attempt_expired = timeout  # the attempt failed; the route may go on
+        else:
+            self._fatal = timeout
+        self.cancel()
+
     async def _run(self) -> None:
         log = self.log
-        open_choices = self._open_choices
-        events = self._events
         try:
-            async for batch in events:
-                self._last_event_at = now = time.monotonic()
-                for event in batch:
-                    kind = type(event)
-                    if kind is TextDelta or kind in _TOKENS:
-                        if self.first_token_at is None:
-                            self.first_token_at = now
-                    elif kind is RoleStart:
-                        open_choices.add(event.index)  # type: ignore[union-attr]
-                    elif kind is Finish:
-                        open_choices.discard(event.index)  # type: ignore[union-attr]
-                    elif kind is Usage:
-                        self.usage = event  # type: ignore[assignment]
-                log.extend(batch)
-                sink = self._sink
-                if sink is not None:
-                    try:
-                        await sink(batch)
-                    except Exception:
-                        # The sink's client is gone; its handler notices and leaves.
-                        logger.debug("sink of %s failed", self.id, exc_info=True)
-                        self._sink = None
-                        log.wake()
+            await self._attempts()
             self.state = State.COMPLETED
         except asyncio.CancelledError:
-            if self._expired is not None:
-                log.append(stream_error_from(self._expired))
+            if self._fatal is not None:
+                log.append(stream_error_from(self._fatal))
                 self.state = State.FAILED
             else:
-                for index in sorted(open_choices):
+                for index in sorted(self._open_choices):
                     log.append(Finish("incomplete", index))
                 self.state = State.CANCELLED
         except SluiceError as exc:
@@ -200,13 +173,82 @@ class Generation:
             log.append(StreamError("server_error", "internal error in the gateway", status=500))
             self.state = State.FAILED
         finally:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            await _close(events)
+            self._deadlines.stop()
             self.finished_at = time.monotonic()
             log.close()
             if self._on_done is not None:
                 self._on_done(self)
+
+    async def _attempts(self) -> None:
+        step: Step | None = self.route.first()
+        while step is not None:
+            if step.delay:
+                await asyncio.sleep(step.delay)
+            self.served_by = step.candidate.name
+            stream = self._open(step.candidate, self.request)
+            try:
+                await self._pump(stream)
+                self.route.succeeded(step)
+                return
+            except UpstreamError as exc:
+                if self._output_started:
+                    raise
+                step = self.route.next(exc)
+                if step is None:
+                    raise
+            except asyncio.CancelledError:
+                expired, self._attempt_expired = self._attempt_expired, None
+                if expired is None or self._output_started:
+                    raise
+                # Only this attempt timed out: take the cancellation back and go on.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                step = self.route.next(expired)
+                if step is None:
+                    raise expired from None
+                self._deadlines.start()
+            finally:
+                await _close(stream)
+            self._deadlines.new_attempt()
+
+    async def _pump(self, stream: AsyncIterator[list[Event]]) -> None:
+        log = self.log
+        deadlines = self._deadlines
+        held: list[Event] = []
+        async for batch in stream:
+            now = deadlines.last_event_at = time.monotonic()
+            if not self._output_started:
+                # Hold a role-only start back until output comes, so a failure before
+                # it can still be retried without the client seeing two starts.
+                if not any(type(event) in _OUTPUT for event in batch):
+                    held.extend(batch)
+                    continue
+                self._output_started = deadlines.streaming = True
+                self.first_token_at = now
+                batch, held = held + batch, []
+            for event in batch:
+                kind = type(event)
+                if kind is RoleStart:
+                    self._open_choices.add(event.index)  # type: ignore[union-attr]
+                elif kind is Finish:
+                    self._open_choices.discard(event.index)  # type: ignore[union-attr]
+                elif kind is Usage:
+                    self.usage = event  # type: ignore[assignment]
+            log.extend(batch)
+            sink = self._sink
+            if sink is not None:
+                try:
+                    await sink(batch)
+                except Exception:
+                    # The sink's client is gone; its handler notices and leaves.
+                    logger.debug("sink of %s failed", self.id, exc_info=True)
+                    self._sink = None
+                    log.wake()
+        if held:
+            log.extend(held)
+            if self._sink is not None:
+                await self._sink(held)
 
 
 async def _close(events: AsyncIterator[list[Event]]) -> None:

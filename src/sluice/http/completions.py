@@ -10,6 +10,7 @@ the bytes it writes.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
@@ -159,13 +160,21 @@ class _Watcher:
     """Watches one response: the client's disconnect (a side task on ``receive``) and
     the keep-alive clock (a timer re-armed only while the stream is idle)."""
 
-    __slots__ = ("_handle", "_interval", "_log", "_task", "_written", "disconnected", "ping_due")
+    __slots__ = (
+        "_handle",
+        "_interval",
+        "_last_write",
+        "_log",
+        "_task",
+        "disconnected",
+        "ping_due",
+    )
 
     def __init__(self, generation: Generation, receive: Receive, keepalive: float) -> None:
         self._log = generation.log
         self.disconnected = False
         self.ping_due = False
-        self._written = False
+        self._last_write = time.monotonic()
         self._interval = keepalive
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen(receive))
@@ -180,15 +189,16 @@ class _Watcher:
                 return
 
     def _tick(self) -> None:
-        if self._written:
-            self._written = False
-        else:
+        idle = time.monotonic() - self._last_write
+        if idle >= self._interval * 0.99:
             self.ping_due = True
             self._log.wake()
-        self._handle = asyncio.get_running_loop().call_later(self._interval, self._tick)
+            idle = 0.0
+        # Next check when a full interval of silence would have passed.
+        self._handle = asyncio.get_running_loop().call_later(self._interval - idle, self._tick)
 
     def wrote(self) -> None:
-        self._written = True
+        self._last_write = time.monotonic()
         self.ping_due = False
 
     def stop(self) -> None:

@@ -55,9 +55,12 @@ class OpenAIProvider:
             headers["OpenAI-Organization"] = str(options["organization"])
         headers.update({str(k): str(v) for k, v in (options.get("headers") or {}).items()})
         self._headers = headers
+        # Per-model fields merged into every upstream body (vendor parameters, defaults).
+        self._extra_body: dict[str, Any] = dict(options.get("extra_body") or {})
 
     def upstream_body(self, request: ChatRequest) -> dict[str, Any]:
         body = {k: v for k, v in request.body.items() if k not in _GATEWAY_FIELDS}
+        body.update(self._extra_body)
         body["model"] = self._upstream_model
         body["stream"] = True
         if self._stream_usage:

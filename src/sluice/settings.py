@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: Seconds between SSE keep-alive comments while a stream is idle.
     keepalive_seconds: float = Field(default=15.0, gt=0)
+    #: Seconds a finished stream stays replayable at /v1/streams/{id}.
+    stream_retention_seconds: float = Field(default=300.0, ge=0)
+    #: On SIGTERM, seconds active streams get to finish before they are ended.
+    drain_seconds: float = Field(default=30.0, ge=0)
+    #: A client that has not taken a chunk for this long is cut off.
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     #: Where the default SQLite store and other state live.
     data_dir: Path | None = None
     database_url: SecretStr | None = None

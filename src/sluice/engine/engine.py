@@ -35,7 +35,6 @@ class Engine:
         settings: Settings,
         *,
         factories: dict[str, ProviderFactory] | None = None,
-        retention_seconds: float = 300.0,
     ) -> None:
         self.settings = settings
         self.http = HttpClient()
@@ -50,7 +49,7 @@ class Engine:
         }
         self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}
-        self._retention = retention_seconds
+        self._retention = settings.stream_retention_seconds
 
     # -- models -------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from sluice.events import (
     Usage,
 )
 from sluice.settings import DisconnectPolicy, Timeouts
+from sluice.tokens import estimate_usage
 from sluice.wire.errors import stream_error_from
 from sluice.wire.openai_request import ChatRequest
 
@@ -165,6 +166,10 @@ class Generation:
                 for index in sorted(self._open_choices):
                     log.append(Finish("incomplete", index))
                 self.state = State.CANCELLED
+            if self.usage is None:
+                # Tokens were spent even if the answer never finished: bill an estimate.
+                self.usage = estimate_usage(self.request.messages, log.events)
+                log.append(self.usage)
         except SluiceError as exc:
             log.append(stream_error_from(exc))
             self.state = State.FAILED

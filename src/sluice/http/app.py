@@ -23,6 +23,8 @@ from sluice.engine.engine import Engine
 from sluice.errors import SluiceError
 from sluice.http.asgi import Receive, Scope, Send
 from sluice.http.completions import ChatCompletions
+from sluice.http.streams import PREFIX as STREAMS_PREFIX
+from sluice.http.streams import Streams
 from sluice.settings import Settings
 from sluice.wire.errors import error_object
 
@@ -57,12 +59,18 @@ class Gateway:
             max_body_bytes=settings.max_body_bytes,
             keepalive_seconds=settings.keepalive_seconds,
         )
+        self.streams = Streams(self.engine, keepalive_seconds=settings.keepalive_seconds)
         self.api = build_api(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/chat/completions":
-            await self.completions(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/v1/chat/completions":
+                await self.completions(scope, receive, send)
+                return
+            if path.startswith(STREAMS_PREFIX):
+                await self.streams(scope, receive, send)
+                return
         await self.api(scope, receive, send)
 
     async def aclose(self) -> None:

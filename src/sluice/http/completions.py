@@ -9,9 +9,6 @@ the bytes it writes.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.errors import RequestError, SluiceError
@@ -23,11 +20,14 @@ from sluice.http.asgi import (
     Scope,
     Send,
     content_length,
+    header,
     json_dumps,
     read_body,
     send_error,
     send_json,
 )
+from sluice.http.watch import ResponseWatch
+from sluice.settings import DisconnectPolicy
 from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import ChatRequest, parse_chat_request
 from sluice.wire.sse import encode_comment
@@ -48,14 +48,15 @@ class ChatCompletions:
         try:
             raw = await read_body(receive, self._limit, content_length(scope))
             request = parse_chat_request(raw)
-            generation = self._engine.start(request, policy="cancel")
+            policy = disconnect_policy(scope)
+            generation = self._engine.start(request, policy=policy)
         except ClientDisconnected:
             return
         except SluiceError as exc:
             await send_error(send, exc)
             return
         generation.subscribe()
-        watcher = _Watcher(generation, receive, self._keepalive)
+        watcher = ResponseWatch(generation.log, receive, self._keepalive)
         try:
             if request.stream:
                 await self._relay(generation, request, watcher, send)
@@ -66,7 +67,7 @@ class ChatCompletions:
             generation.unsubscribe()
 
     async def _relay(
-        self, generation: Generation, request: ChatRequest, watcher: _Watcher, send: Send
+        self, generation: Generation, request: ChatRequest, watcher: ResponseWatch, send: Send
     ) -> None:
         log = generation.log
         events = log.events
@@ -91,16 +92,23 @@ class ChatCompletions:
         )
         relay = _Relay(encoder, send, watcher)
         # Catch up on what is already in the log, then take delivery straight from the
-        # generation's task: no wake-up of this task per chunk.
+        # generation's task: no wake-up of this task per chunk. A detached generation
+        # must not wait for this client, so it gets no sink and is read from the log.
         while relay.seen < len(events):
             await relay.deliver(events[relay.seen :])
-        generation.attach(relay.deliver)
+        if generation.policy == "cancel":
+            generation.attach(relay.deliver)
         try:
             while not log.closed and not watcher.disconnected:
                 if watcher.ping_due:
                     watcher.wrote()
                     await send({"type": "http.response.body", "body": PING, "more_body": True})
-                await log.wait_end()
+                if generation.policy == "cancel":
+                    await log.wait_end()
+                else:
+                    await log.wait(relay.seen)
+                    if relay.seen < len(events):
+                        await relay.deliver(events[relay.seen :])
         finally:
             generation.detach()
         if watcher.disconnected:
@@ -114,7 +122,7 @@ class ChatCompletions:
         await send({"type": "http.response.body", "body": b"" if failed else DONE})
 
     async def _respond(
-        self, generation: Generation, request: ChatRequest, watcher: _Watcher, send: Send
+        self, generation: Generation, request: ChatRequest, watcher: ResponseWatch, send: Send
     ) -> None:
         log = generation.log
         while not log.closed:
@@ -140,7 +148,7 @@ class _Relay:
 
     __slots__ = ("_encoder", "_send", "_watcher", "seen")
 
-    def __init__(self, encoder: ChunkEncoder, send: Send, watcher: _Watcher) -> None:
+    def __init__(self, encoder: ChunkEncoder, send: Send, watcher: ResponseWatch) -> None:
         self._encoder = encoder
         self._send = send
         self._watcher = watcher
@@ -156,54 +164,17 @@ class _Relay:
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
 
-class _Watcher:
-    """Watches one response: the client's disconnect (a side task on ``receive``) and
-    the keep-alive clock (a timer re-armed only while the stream is idle)."""
-
-    __slots__ = (
-        "_handle",
-        "_interval",
-        "_last_write",
-        "_log",
-        "_task",
-        "disconnected",
-        "ping_due",
+def disconnect_policy(scope: Scope) -> DisconnectPolicy:
+    """``X-Sluice-On-Disconnect: detach`` keeps the answer going without the client (it
+    can be resumed at /v1/streams/{id}); the default for this API is ``cancel``."""
+    value = header(scope, b"x-sluice-on-disconnect")
+    if value is None or value == b"cancel":
+        return "cancel"
+    if value == b"detach":
+        return "detach"
+    raise RequestError(
+        "X-Sluice-On-Disconnect must be 'cancel' or 'detach'.", param="x-sluice-on-disconnect"
     )
-
-    def __init__(self, generation: Generation, receive: Receive, keepalive: float) -> None:
-        self._log = generation.log
-        self.disconnected = False
-        self.ping_due = False
-        self._last_write = time.monotonic()
-        self._interval = keepalive
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._listen(receive))
-        self._handle = loop.call_later(keepalive, self._tick)
-
-    async def _listen(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.disconnected = True
-                self._log.wake()
-                return
-
-    def _tick(self) -> None:
-        idle = time.monotonic() - self._last_write
-        if idle >= self._interval * 0.99:
-            self.ping_due = True
-            self._log.wake()
-            idle = 0.0
-        # Next check when a full interval of silence would have passed.
-        self._handle = asyncio.get_running_loop().call_later(self._interval - idle, self._tick)
-
-    def wrote(self) -> None:
-        self._last_write = time.monotonic()
-        self.ping_due = False
-
-    def stop(self) -> None:
-        self._handle.cancel()
-        self._task.cancel()
 
 
 def _method_not_allowed() -> SluiceError:

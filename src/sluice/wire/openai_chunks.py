@@ -149,6 +149,16 @@ class ChunkEncoder:
                 parts.append(record)
         return b"".join(parts)
 
+    def encode_numbered(self, events: list[Event], first: int) -> bytes:
+        """Like ``encode``, each record carrying its event's sequence number as the SSE
+        ``id`` (for the resume endpoint only: the OpenAI SDKs break on ``id:`` lines)."""
+        parts = []
+        for seq, event in enumerate(events, first):
+            record = self.encode_one(event)
+            if record:
+                parts.append(b"id: %d\n" % seq + record)
+        return b"".join(parts)
+
     def encode_one(self, event: Event) -> bytes:
         kind = type(event)
         if kind is TextDelta:

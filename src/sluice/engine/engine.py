@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sluice import providers
 from sluice.engine.generation import Generation
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
-from sluice.errors import ModelNotFound, NotFound, SluiceError
+from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
@@ -149,6 +149,25 @@ class Engine:
             else:
                 report[name] = "ok"
         return report
+
+    def running(self) -> list[Generation]:
+        return [g for g in self._generations.values() if not g.done]
+
+    async def drain(self, seconds: float) -> int:
+        """Let running answers finish for up to ``seconds``, then end the rest with an
+        in-band ``shutting_down`` error. Returns how many had to be ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self.running() and loop.time() < deadline:  # noqa: ASYNC110 (polling is fine here)
+            await asyncio.sleep(0.05)
+        remaining = self.running()
+        for generation in remaining:
+            generation.abort(
+                ShuttingDown("The server is shutting down; retry the request.", retry_after=1)
+            )
+        for generation in remaining:
+            await generation.wait()
+        return len(remaining)
 
     async def aclose(self) -> None:
         for generation in list(self._generations.values()):

@@ -96,7 +96,7 @@ class Generation:
         self._open_choices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._deadlines = Deadlines(timeouts or Timeouts(), self._expired)
-        self._fatal: UpstreamTimeout | None = None
+        self._fatal: SluiceError | None = None
         self._attempt_expired: UpstreamTimeout | None = None
         self._sink: Sink | None = None
         self._output_started = False
@@ -142,6 +142,12 @@ class Generation:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def abort(self, error: SluiceError) -> None:
+        """End the answer with ``error`` (in-band if output started)."""
+        if not self.done:
+            self._fatal = error
+            self.cancel()
+
     async def wait(self) -> None:
         if self._task is not None:
             await asyncio.shield(self._task)
@@ -160,17 +166,17 @@ class Generation:
             self.state = State.COMPLETED
         except asyncio.CancelledError:
             if self._fatal is not None:
+                self._bill_estimate()
                 log.append(stream_error_from(self._fatal))
                 self.state = State.FAILED
             else:
                 for index in sorted(self._open_choices):
                     log.append(Finish("incomplete", index))
+                self._bill_estimate()
                 self.state = State.CANCELLED
-            if self.usage is None:
-                # Tokens were spent even if the answer never finished: bill an estimate.
-                self.usage = estimate_usage(self.request.messages, log.events)
-                log.append(self.usage)
         except SluiceError as exc:
+            if self._output_started:
+                self._bill_estimate()
             log.append(stream_error_from(exc))
             self.state = State.FAILED
         except Exception:
@@ -183,6 +189,13 @@ class Generation:
             log.close()
             if self._on_done is not None:
                 self._on_done(self)
+
+    def _bill_estimate(self) -> None:
+        # Tokens were spent even if the answer never finished: bill an estimate. (A
+        # StreamError must stay the last event, so this comes before it.)
+        if self.usage is None:
+            self.usage = estimate_usage(self.request.messages, self.log.events)
+            self.log.append(self.usage)
 
     async def _attempts(self) -> None:
         step: Step | None = self.route.first()

@@ -7,7 +7,9 @@ framework's per-request cost never lands on the per-chunk path.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +22,17 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from sluice.engine.engine import Engine
-from sluice.errors import SluiceError
-from sluice.http.asgi import Receive, Scope, Send
+from sluice.errors import ShuttingDown, SluiceError
+from sluice.http.asgi import Receive, Scope, Send, send_error
 from sluice.http.completions import ChatCompletions
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.settings import Settings
 from sluice.wire.errors import error_object
+
+logger = logging.getLogger("sluice.http")
+
+SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.", retry_after=1)
 
 _HTTP_TYPES = {
     400: "invalid_request_error",
@@ -54,6 +60,7 @@ class Gateway:
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.started = time.time()
+        self.draining = False
         self.completions = ChatCompletions(
             self.engine,
             max_body_bytes=settings.max_body_bytes,
@@ -65,6 +72,9 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
+            if self.draining and not path.startswith(("/health", STREAMS_PREFIX)):
+                await send_error(send, SHUTTING_DOWN)
+                return
             if path == "/v1/chat/completions":
                 await self.completions(scope, receive, send)
                 return
@@ -72,6 +82,17 @@ class Gateway:
                 await self.streams(scope, receive, send)
                 return
         await self.api(scope, receive, send)
+
+    async def drain(self) -> None:
+        """SIGTERM: refuse new work (health turns 503), let active streams finish for
+        ``drain_seconds``, then end the rest with an in-band error. Runs while the server
+        still listens, so health checks can see the 503."""
+        self.draining = True
+        ended = await self.engine.drain(self.settings.drain_seconds)
+        if ended:
+            logger.warning("shutdown: ended %d unfinished stream(s)", ended)
+        # Let the responses write their last records before connections are closed.
+        await asyncio.sleep(0.1)
 
     async def aclose(self) -> None:
         await self.engine.aclose()
@@ -143,11 +164,16 @@ def build_api(gateway: Gateway) -> FastAPI:
         }
 
     @api.get("/health/live")
-    async def live() -> dict[str, Any]:
-        return {"status": "ok", "uptime_seconds": round(time.time() - gateway.started, 3)}
+    async def live() -> ORJSONResponse:
+        uptime = round(time.time() - gateway.started, 3)
+        if gateway.draining:
+            return ORJSONResponse({"status": "draining", "uptime_seconds": uptime}, 503)
+        return ORJSONResponse({"status": "ok", "uptime_seconds": uptime})
 
     @api.get("/health/ready")
     async def ready() -> ORJSONResponse:
+        if gateway.draining:
+            return ORJSONResponse({"status": "draining"}, 503)
         upstreams = await gateway.engine.check()
         reachable = sum(1 for status in upstreams.values() if status == "ok")
         # Ready while any upstream can serve: one model's outage should not take the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -28,8 +29,28 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         # X-Forwarded-For rewriting costs per request; trusted proxies are configured
         # explicitly when needed.
         "proxy_headers": False,
-        "timeout_graceful_shutdown": 30,
+        # Our own drain (drain_seconds) runs first; this only bounds closing afterwards.
+        "timeout_graceful_shutdown": 5,
     }
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, with the gateway's drain run first on shutdown (while still listening)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateway = _find_gateway(self.config.loaded_app)
+        if gateway is not None and not self.force_exit:
+            await gateway.drain()
+        await super().shutdown(sockets)
+
+
+def _find_gateway(app: object) -> Gateway | None:
+    # uvicorn may wrap the application in its own middleware.
+    for _ in range(8):
+        if isinstance(app, Gateway):
+            return app
+        app = getattr(app, "app", None)
+    return None
 
 
 def serve(settings: Settings, config_file: Path | None = None) -> None:
@@ -41,6 +62,11 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             os.environ[CONFIG_FILE_ENV] = str(config_file)
         os.environ["SLUICE_HOST"] = settings.host
         os.environ["SLUICE_PORT"] = str(settings.port)
+        # uvicorn's supervisor builds plain Servers in the workers, so with N workers a
+        # SIGTERM drains through uvicorn's graceful timeout (drain_seconds) rather than
+        # the gateway's drain: streams still finish, but ones cut at the deadline get no
+        # in-band error record. See docs/ARCHITECTURE.md.
+        options["timeout_graceful_shutdown"] = settings.drain_seconds
         uvicorn.run(
             "sluice.http.server:app_from_environment",
             factory=True,
@@ -48,7 +74,8 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             **options,  # type: ignore[arg-type]
         )
         return
-    uvicorn.run(Gateway(settings), **options)  # type: ignore[arg-type]
+    config = uvicorn.Config(Gateway(settings), **options)  # type: ignore[arg-type]
+    GatewayServer(config).run()
 
 
 def app_from_environment() -> Gateway:

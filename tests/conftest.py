@@ -65,6 +65,24 @@ fallbacks = ["relay"]
 cooldown = 0
 
 [[models]]
+name = "failover"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+options = {{ extra_body = {{ sim = {{ drop_after = 6, key = "failover-primary" }} }} }}
+retry = {{ attempts = 1 }}
+fallbacks = ["relay-echo"]
+failover = true
+
+[[models]]
+name = "no-failover"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+options = {{ extra_body = {{ sim = {{ drop_after = 6 }} }} }}
+fallbacks = ["relay-echo"]
+
+[[models]]
 name = "dead"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead_port}/v1"

@@ -96,3 +96,45 @@ def test_failing_upstream_cools_down_then_is_tried_again(
     time.sleep(1.6)
     assert len(ask(client, "broken")) > 20
     assert upstream_saw(upstream, "broken")["attempts"] == before + 4, "tried after cooldown"
+
+
+def test_mid_stream_failover_continues_on_the_next_model(
+    gateway: ServerProcess, upstream: ServerProcess
+) -> None:
+    import json
+    import urllib.request
+
+    from sluice.engine.generation import CONTINUE_PROMPT
+
+    request = urllib.request.Request(
+        gateway.url + "/v1/chat/completions",
+        data=json.dumps(
+            {
+                "model": "failover",
+                "stream": True,
+                "messages": [{"role": "user", "content": "Tell me about failover"}],
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        raw = response.read().decode()
+    chunks = [json.loads(line[6:]) for line in raw.split("\n") if line.startswith("data: {")]
+    assert raw.endswith("data: [DONE]\n\n")
+    roles = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("role")]
+    assert len(roles) == 1, "one start for the client, whichever model continued"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    # The primary said 6 tokens, then relay-echo (which repeats the last user message)
+    # got the continuation request.
+    assert text.endswith(CONTINUE_PROMPT)
+    assert len(text) > len(CONTINUE_PROMPT)
+    final = chunks[-1]
+    assert final["choices"][0]["finish_reason"] == "stop"
+    assert final["sluice"]["failover"][0]["from"] == "failover"
+    assert final["sluice"]["failover"][0]["to"] == "relay-echo"
+    assert upstream_saw(upstream, "failover-primary")["attempts"] >= 1
+
+
+def test_without_failover_a_mid_stream_failure_is_in_band(client: OpenAI) -> None:
+    with pytest.raises(openai.APIError):
+        ask(client, "no-failover")

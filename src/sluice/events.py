@@ -82,10 +82,22 @@ class StreamError:
     retry_after: float | None = None
 
 
-Event = RoleStart | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | StreamError
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """The answer continues on another model after ``from_model`` failed mid-answer."""
+
+    from_model: str
+    to_model: str
+    reason: str
+
+
+Event = (
+    RoleStart | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | StreamError | Failover
+)
 
 __all__ = [
     "Event",
+    "Failover",
     "Finish",
     "ReasoningDelta",
     "RoleStart",

@@ -25,6 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from sluice.engine.deadlines import Deadlines
 from sluice.engine.log import EventLog
@@ -32,6 +33,7 @@ from sluice.engine.retry import Candidate, RetryState, Step
 from sluice.errors import SluiceError, UpstreamError, UpstreamTimeout
 from sluice.events import (
     Event,
+    Failover,
     Finish,
     ReasoningDelta,
     RoleStart,
@@ -46,6 +48,10 @@ from sluice.wire.errors import stream_error_from
 from sluice.wire.openai_request import ChatRequest
 
 logger = logging.getLogger("sluice.engine")
+
+CONTINUE_PROMPT = (
+    "Continue your previous answer exactly where it stopped, without repeating any of it."
+)
 
 _OUTPUT = (TextDelta, ReasoningDelta, ToolCallDelta, Finish)
 
@@ -100,6 +106,9 @@ class Generation:
         self._attempt_expired: UpstreamTimeout | None = None
         self._sink: Sink | None = None
         self._output_started = False
+        #: Set after a failover: the next attempt continues an answer already started.
+        self._continuing = False
+        self._switches: list[Event] = []
 
     @property
     def completion_id(self) -> str:
@@ -190,6 +199,20 @@ class Generation:
             if self._on_done is not None:
                 self._on_done(self)
 
+    def _failover(self, failed: Step, error: UpstreamError) -> Step | None:
+        """Mid-answer failure: continue on the next model, if this one opted in, by
+        asking it to carry on from the partial answer."""
+        if self.request.n != 1:
+            return None
+        step = self.route.failover()
+        if step is None:
+            return None
+        partial = "".join(e.text for e in self.log.events if type(e) is TextDelta)
+        self.request = continuation(self.request, partial)
+        self._continuing = True
+        self._switches.append(Failover(failed.candidate.name, step.candidate.name, error.message))
+        return step
+
     def _bill_estimate(self) -> None:
         # Tokens were spent even if the answer never finished: bill an estimate. (A
         # StreamError must stay the last event, so this comes before it.)
@@ -210,7 +233,11 @@ class Generation:
                 return
             except UpstreamError as exc:
                 if self._output_started:
-                    raise
+                    step = self._failover(step, exc)
+                    if step is None:
+                        raise
+                    await self._publish(self._switches[-1:])
+                    continue
                 step = self.route.next(exc)
                 if step is None:
                     raise
@@ -231,11 +258,15 @@ class Generation:
             self._deadlines.new_attempt()
 
     async def _pump(self, stream: AsyncIterator[list[Event]]) -> None:
-        log = self.log
         deadlines = self._deadlines
         held: list[Event] = []
         async for batch in stream:
             now = deadlines.last_event_at = time.monotonic()
+            if self._continuing:
+                # The client already has this choice's start.
+                batch = [e for e in batch if type(e) is not RoleStart]
+                if not batch:
+                    continue
             if not self._output_started:
                 # Hold a role-only start back until output comes, so a failure before
                 # it can still be retried without the client seeing two starts.
@@ -253,20 +284,33 @@ class Generation:
                     self._open_choices.discard(event.index)  # type: ignore[union-attr]
                 elif kind is Usage:
                     self.usage = event  # type: ignore[assignment]
-            log.extend(batch)
-            sink = self._sink
-            if sink is not None:
-                try:
-                    await sink(batch)
-                except Exception:
-                    # The sink's client is gone; its handler notices and leaves.
-                    logger.debug("sink of %s failed", self.id, exc_info=True)
-                    self._sink = None
-                    log.wake()
+            await self._publish(batch)
         if held:
-            log.extend(held)
-            if self._sink is not None:
-                await self._sink(held)
+            await self._publish(held)
+
+    async def _publish(self, batch: list[Event]) -> None:
+        """Append to the log and hand to the sink: every event mid-answer goes this way,
+        so the sink sees exactly the log."""
+        self.log.extend(batch)
+        sink = self._sink
+        if sink is not None:
+            try:
+                await sink(batch)
+            except Exception:
+                # The sink's client is gone; its handler notices and leaves.
+                logger.debug("sink of %s failed", self.id, exc_info=True)
+                self._sink = None
+                self.log.wake()
+
+
+def continuation(request: ChatRequest, partial: str) -> ChatRequest:
+    """The request that asks another model to carry on from ``partial``."""
+    messages = [
+        *request.messages,
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": CONTINUE_PROMPT},
+    ]
+    return replace(request, body={**request.body, "messages": messages})
 
 
 async def _close(events: AsyncIterator[list[Event]]) -> None:

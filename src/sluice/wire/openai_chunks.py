@@ -16,6 +16,7 @@ import orjson
 from sluice.errors import UpstreamError, UpstreamProtocolError
 from sluice.events import (
     Event,
+    Failover,
     Finish,
     ReasoningDelta,
     RoleStart,
@@ -122,7 +123,14 @@ class ChunkEncoder:
     stream; each event then costs one small ``orjson.dumps``.
     """
 
-    __slots__ = ("_head", "_include_usage", "_sent_role", "_text_head", "_tool_started")
+    __slots__ = (
+        "_failovers",
+        "_head",
+        "_include_usage",
+        "_sent_role",
+        "_text_head",
+        "_tool_started",
+    )
 
     def __init__(
         self, completion_id: str, created: int, model: str, *, include_usage: bool
@@ -140,6 +148,7 @@ class ChunkEncoder:
         self._include_usage = include_usage
         self._sent_role: set[int] = set()
         self._tool_started: set[tuple[int, int]] = set()
+        self._failovers: list[dict[str, str]] = []
 
     def encode(self, events: list[Event]) -> bytes:
         parts = []
@@ -176,7 +185,24 @@ class ChunkEncoder:
             return self._choice(event.index, {"tool_calls": [self._tool_call(event)]}, None)
         if kind is Finish:
             assert isinstance(event, Finish)
+            if self._failovers:
+                # The switch is marked in the final record's metadata; SDKs ignore
+                # unknown fields.
+                choice = {
+                    "index": event.index,
+                    "delta": {},
+                    "logprobs": None,
+                    "finish_reason": event.reason,
+                }
+                extra = orjson.dumps({"sluice": {"failover": self._failovers}})
+                return self._head + b"[" + orjson.dumps(choice) + b"]," + extra[1:] + b"\n\n"
             return self._choice(event.index, {}, event.reason)
+        if kind is Failover:
+            assert isinstance(event, Failover)
+            self._failovers.append(
+                {"from": event.from_model, "to": event.to_model, "reason": event.reason}
+            )
+            return b""
         if kind is ReasoningDelta:
             assert isinstance(event, ReasoningDelta)
             return self._choice(event.index, {"reasoning_content": event.text}, None)

@@ -11,6 +11,7 @@ from tests.servers import ServerProcess, free_port, running
 # a real `sluice sim` upstream over HTTP, and upstreams that are down.
 GATEWAY_CONFIG = """
 keepalive_seconds = 1.0
+send_timeout_seconds = 2.0
 max_body_bytes = 65536
 
 [[models]]

@@ -207,3 +207,39 @@ async def test_bad_disconnect_policy_is_400(gateway: ServerProcess) -> None:
         ) as response,
     ):
         assert response.status == 400
+
+
+async def test_client_that_stops_reading_is_cut_off(
+    gateway: ServerProcess, upstream: ServerProcess
+) -> None:
+    import socket
+
+    key = new_key()
+    payload = json.dumps(body({"tokens_per_second": 0, "length": 150000, "key": key})).encode()
+    host, port = "127.0.0.1", gateway.port
+    sock = socket.socket()
+    # A tiny receive window, so the gateway's writes back up quickly.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    assert sock.recv(200).startswith(b"HTTP/1.1 200")
+    try:
+        # Stop reading. send_timeout_seconds is 2 in the test config.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if upstream_saw(upstream, key)["disconnected"]:
+                break
+            await asyncio.sleep(0.1)
+        seen = upstream_saw(upstream, key)
+        assert seen["disconnected"] == 1, seen
+        assert seen["completed"] == 0
+        # The gateway closed the connection: draining what is buffered ends in EOF.
+        sock.settimeout(5)
+        while sock.recv(65536):
+            pass
+    finally:
+        sock.close()

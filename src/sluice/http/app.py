@@ -65,6 +65,7 @@ class Gateway:
             self.engine,
             max_body_bytes=settings.max_body_bytes,
             keepalive_seconds=settings.keepalive_seconds,
+            send_timeout_seconds=settings.send_timeout_seconds,
         )
         self.streams = Streams(self.engine, keepalive_seconds=settings.keepalive_seconds)
         self.api = build_api(self)

@@ -9,6 +9,9 @@ the bytes it writes.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.errors import RequestError, SluiceError
@@ -36,10 +39,18 @@ PING = encode_comment("ping")
 
 
 class ChatCompletions:
-    def __init__(self, engine: Engine, *, max_body_bytes: int, keepalive_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_body_bytes: int,
+        keepalive_seconds: float,
+        send_timeout_seconds: float | None = None,
+    ) -> None:
         self._engine = engine
         self._limit = max_body_bytes
         self._keepalive = keepalive_seconds
+        self._send_timeout = send_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -56,12 +67,20 @@ class ChatCompletions:
             await send_error(send, exc)
             return
         generation.subscribe()
-        watcher = ResponseWatch(generation.log, receive, self._keepalive)
+        watcher = ResponseWatch(generation.log, receive, self._keepalive, self._send_timeout)
         try:
             if request.stream:
                 await self._relay(generation, request, watcher, send)
             else:
                 await self._respond(generation, request, watcher, send)
+        except asyncio.CancelledError:
+            if not watcher.stalled:
+                raise
+            # Cut off for reading too slowly: returning mid-response makes the server
+            # close the connection.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         finally:
             watcher.stop()
             generation.unsubscribe()
@@ -158,10 +177,13 @@ class _Relay:
         # Counted before the write: a write interrupted by cancellation has still
         # been handed to the transport, and must not be sent twice.
         self.seen += len(batch)
-        self._watcher.wrote()
+        watcher = self._watcher
+        watcher.wrote()
         body = self._encoder.encode(batch)
         if body:
+            watcher.send_started = time.monotonic()
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            watcher.send_started = None
 
 
 def disconnect_policy(scope: Scope) -> DisconnectPolicy:

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from sluice import providers
 from sluice.engine.generation import Generation
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
@@ -19,6 +21,7 @@ from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
 from sluice.settings import DisconnectPolicy, ModelConfig, Settings
+from sluice.store.shared_log import RedisEventLogs, StreamMeta
 from sluice.wire.openai_request import ChatRequest
 
 
@@ -49,6 +52,13 @@ class Engine:
         }
         self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}
+        #: The event logs other instances can resume from (Redis), when configured.
+        self.shared: RedisEventLogs | None = None
+        if settings.redis_url is not None:
+            self.shared = RedisEventLogs(
+                settings.redis_url.get_secret_value(),
+                retention_seconds=settings.stream_retention_seconds,
+            )
         self._retention = settings.stream_retention_seconds
 
     # -- models -------------------------------------------------------------
@@ -89,6 +99,13 @@ class Engine:
             on_done=self._finished,
         )
         self._generations[generation.id] = generation
+        if self.shared is not None:
+            shared = self.shared
+            shared.begin(
+                StreamMeta(generation.id, request.model, generation.created, request.include_usage)
+            )
+            gid = generation.id
+            generation.log.mirror = lambda first, batch, end: shared.publish(gid, first, batch, end)
         generation.start()
         return generation
 
@@ -150,6 +167,17 @@ class Engine:
                 report[name] = "ok"
         return report
 
+    async def check_state(self) -> dict[str, str]:
+        """The shared runtime state's reachability (Redis, when configured)."""
+        if self.shared is None:
+            return {}
+        try:
+            async with asyncio.timeout(2):
+                await self.shared.ping()
+        except (TimeoutError, OSError, RedisError) as exc:
+            return {"redis": f"unreachable: {type(exc).__name__}"}
+        return {"redis": "ok"}
+
     def running(self) -> list[Generation]:
         return [g for g in self._generations.values() if not g.done]
 
@@ -169,9 +197,21 @@ class Engine:
             await generation.wait()
         return len(remaining)
 
+    def start_background(self) -> None:
+        """Start what runs beside the requests (needs the running loop)."""
+        if self.shared is not None:
+            self.shared.listen_for_cancels(self._cancel_requested)
+
+    def _cancel_requested(self, generation_id: str) -> None:
+        generation = self._generations.get(generation_id)
+        if generation is not None:
+            generation.cancel()
+
     async def aclose(self) -> None:
         for generation in list(self._generations.values()):
             generation.cancel()
         for provider in self._providers.values():
             await provider.aclose()
         await self.http.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()

@@ -8,33 +8,41 @@ many events instead of once per event.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from sluice.events import Event
 
+Mirror = Callable[[int, list[Event], bool], None]
+
 
 class EventLog:
-    __slots__ = ("_end_waiters", "_waiters", "closed", "events")
+    __slots__ = ("_end_waiters", "_waiters", "closed", "events", "mirror")
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.closed = False
         self._waiters: list[asyncio.Future[None]] = []
         self._end_waiters: list[asyncio.Future[None]] = []
+        #: Told of every batch (first sequence number, events) and of the end (an empty
+        #: batch, ``end=True``): how a shared log follows this one.
+        self.mirror: Mirror | None = None
 
     def append(self, event: Event) -> None:
-        self.events.append(event)
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            _wake(waiters)
+        self.extend([event])
 
     def extend(self, batch: list[Event]) -> None:
-        self.events.extend(batch)
+        events = self.events
+        if self.mirror is not None:
+            self.mirror(len(events) + 1, batch, False)
+        events.extend(batch)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             _wake(waiters)
 
     def close(self) -> None:
         self.closed = True
+        if self.mirror is not None:
+            self.mirror(len(self.events) + 1, [], True)
         self.wake()
 
     def wake(self) -> None:

@@ -107,6 +107,7 @@ def build_api(gateway: Gateway) -> FastAPI:
         # at 200 streams this was 20+ us of CPU per relayed chunk.
         gc.collect()
         gc.freeze()
+        gateway.engine.start_background()
         yield
         await gateway.aclose()
 
@@ -177,12 +178,16 @@ def build_api(gateway: Gateway) -> FastAPI:
             return ORJSONResponse({"status": "draining"}, 503)
         upstreams = await gateway.engine.check()
         reachable = sum(1 for status in upstreams.values() if status == "ok")
+        state = await gateway.engine.check_state()
         # Ready while any upstream can serve: one model's outage should not take the
-        # whole gateway out of a load balancer.
+        # whole gateway out of a load balancer. Shared state down means not ready.
+        healthy = reachable and all(value == "ok" for value in state.values())
         status = "ok" if reachable == len(upstreams) else "degraded" if reachable else "down"
+        if not healthy:
+            status = "down"
         return ORJSONResponse(
-            {"status": status, "upstreams": upstreams},
-            status_code=200 if reachable else 503,
+            {"status": status, "upstreams": upstreams, "state": state},
+            status_code=200 if healthy else 503,
         )
 
     return api

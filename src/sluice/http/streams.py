@@ -9,12 +9,15 @@ generation: the partial answer is kept, its choices finish as ``incomplete``.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
 from urllib.parse import parse_qs
 
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
-from sluice.errors import RequestError, SluiceError
-from sluice.events import StreamError
+from sluice.engine.log import EventLog
+from sluice.errors import NotFound, RequestError, SluiceError
+from sluice.events import Event, Finish, StreamError, Usage
 from sluice.http.asgi import (
     SSE_HEADERS,
     Receive,
@@ -26,6 +29,7 @@ from sluice.http.asgi import (
     send_json,
 )
 from sluice.http.watch import ResponseWatch
+from sluice.store.shared_log import RedisEventLogs, StreamMeta
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
 from sluice.wire.sse import encode_comment
 
@@ -42,7 +46,13 @@ class Streams:
         rest = scope["path"][len(PREFIX) :]
         stream_id, _, action = rest.partition("/")
         try:
-            generation = self._engine.generation(stream_id)
+            try:
+                generation = self._engine.generation(stream_id)
+            except NotFound:
+                # Not ours: another instance may own it (shared event log in Redis).
+                if not await self._shared(stream_id, action, scope, receive, send):
+                    raise
+                return
             if action == "" and scope["method"] == "GET":
                 after = _after(scope)
                 await self._replay(generation, after, receive, send)
@@ -95,26 +105,104 @@ class Streams:
             watch.stop()
             generation.unsubscribe()
 
+    async def _shared(
+        self, stream_id: str, action: str, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
+        shared = self._engine.shared
+        if shared is None:
+            return False
+        meta = await shared.meta(stream_id)
+        if meta is None:
+            return False
+        if action == "" and scope["method"] == "GET":
+            await self._replay_shared(shared, meta, _after(scope), receive, send)
+        elif action == "cancel" and scope["method"] == "POST":
+            await self._cancel_shared(shared, meta, send)
+        else:
+            raise RequestError("Method not allowed.", status=405, code="method_not_allowed")
+        return True
+
+    async def _replay_shared(
+        self,
+        shared: RedisEventLogs,
+        meta: StreamMeta,
+        after: int,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        watch = ResponseWatch(EventLog(), receive, self._keepalive)
+        try:
+            headers = [*SSE_HEADERS, (b"x-sluice-stream-id", meta.id.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            encoder = ChunkEncoder(
+                f"chatcmpl-{meta.id}", meta.created, meta.model, include_usage=meta.include_usage
+            )
+            last: Event | None = None
+            async for entry in shared.entries(meta.id):
+                if watch.disconnected:
+                    return
+                skip = max(0, after + 1 - entry.first)
+                batch = entry.events[skip:]
+                if batch:
+                    last = batch[-1]
+                    body = encoder.encode_numbered(batch, entry.first + skip)
+                    watch.wrote()
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                elif watch.ping_due:
+                    watch.wrote()
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                if entry.end:
+                    break
+            failed = type(last) is StreamError
+            await send({"type": "http.response.body", "body": b"" if failed else DONE})
+        finally:
+            watch.stop()
+
+    async def _cancel_shared(self, shared: RedisEventLogs, meta: StreamMeta, send: Send) -> None:
+        await shared.request_cancel(meta.id)
+        events: list[Event] = []
+        try:
+            async with asyncio.timeout(10):
+                async for entry in shared.entries(meta.id, block_ms=200):
+                    events += entry.events
+                    if entry.end:
+                        break
+        except TimeoutError:
+            pass
+        usage = next((e for e in reversed(events) if isinstance(e, Usage)), None)
+        finishes = [e.reason for e in events if isinstance(e, Finish)]
+        status = "cancelled" if "incomplete" in finishes else "completed"
+        if any(isinstance(e, StreamError) for e in events):
+            status = "failed"
+        await send_json(send, 200, json_dumps(_state(meta.id, meta.model, status, True, usage)))
+
     async def _cancel(self, generation: Generation, send: Send) -> None:
         was_running = not generation.done
         generation.cancel()
         await generation.wait()
-        usage = generation.usage
-        body = {
-            "id": generation.id,
-            "object": "stream",
-            "status": generation.state.value,
-            "cancelled": was_running,
-            "model": generation.model,
-            "usage": None
-            if usage is None
-            else {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-            },
-        }
+        body = _state(
+            generation.id, generation.model, generation.state.value, was_running, generation.usage
+        )
         await send_json(send, 200, json_dumps(body))
+
+
+def _state(
+    stream_id: str, model: str, status: str, cancelled: bool, usage: Usage | None
+) -> dict[str, Any]:
+    return {
+        "id": stream_id,
+        "object": "stream",
+        "status": status,
+        "cancelled": cancelled,
+        "model": model,
+        "usage": None
+        if usage is None
+        else {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+    }
 
 
 def _after(scope: Scope) -> int:

@@ -1,0 +1,49 @@
+"""Events <-> JSON-able dicts, for event logs shared between gateway instances."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from sluice.events import (
+    Event,
+    Failover,
+    Finish,
+    ReasoningDelta,
+    RoleStart,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+_KINDS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        RoleStart,
+        TextDelta,
+        ReasoningDelta,
+        ToolCallDelta,
+        Usage,
+        Finish,
+        StreamError,
+        Failover,
+    )
+}
+_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in _KINDS.items()}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    name = type(event).__name__
+    data = {field: getattr(event, field) for field in _FIELDS[name]}
+    data["type"] = name
+    return data
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    name = data.get("type")
+    cls = _KINDS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown event type {name!r}")
+    event: Event = cls(**{k: v for k, v in data.items() if k != "type"})
+    return event

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from sluice import providers
 from sluice.engine.generation import Generation
+from sluice.engine.memory import QuietTrim
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
 from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError
 from sluice.events import Event
@@ -60,6 +61,7 @@ class Engine:
                 retention_seconds=settings.stream_retention_seconds,
             )
         self._retention = settings.stream_retention_seconds
+        self._trim = QuietTrim(lambda: not self._generations)
 
     # -- models -------------------------------------------------------------
 
@@ -116,14 +118,21 @@ class Engine:
         return generation
 
     @property
+    def retained(self) -> int:
+        """Generations kept in memory, running or finished but still replayable."""
+        return len(self._generations)
+
+    @property
     def active(self) -> int:
         return sum(1 for g in self._generations.values() if not g.done)
 
     def _finished(self, generation: Generation) -> None:
         # Finished generations stay replayable for a while, then are forgotten.
-        asyncio.get_running_loop().call_later(
-            self._retention, self._generations.pop, generation.id, None
-        )
+        asyncio.get_running_loop().call_later(self._retention, self._forget, generation.id)
+
+    def _forget(self, generation_id: str) -> None:
+        self._generations.pop(generation_id, None)
+        self._trim.maybe_quiet()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Events of one answer, for embedding programs; closing the iterator cancels."""
@@ -208,6 +217,7 @@ class Engine:
             generation.cancel()
 
     async def aclose(self) -> None:
+        self._trim.cancel()
         for generation in list(self._generations.values()):
             generation.cancel()
         for provider in self._providers.values():

@@ -167,10 +167,13 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     @api.get("/health/live")
     async def live() -> ORJSONResponse:
-        uptime = round(time.time() - gateway.started, 3)
-        if gateway.draining:
-            return ORJSONResponse({"status": "draining", "uptime_seconds": uptime}, 503)
-        return ORJSONResponse({"status": "ok", "uptime_seconds": uptime})
+        engine = gateway.engine
+        body = {
+            "status": "draining" if gateway.draining else "ok",
+            "uptime_seconds": round(time.time() - gateway.started, 3),
+            "streams": {"running": len(engine.running()), "retained": engine.retained},
+        }
+        return ORJSONResponse(body, 503 if gateway.draining else 200)
 
     @api.get("/health/ready")
     async def ready() -> ORJSONResponse:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +85,27 @@ options = {{ extra_body = {{ sim = {{ drop_after = 6 }} }} }}
 fallbacks = ["relay-echo"]
 
 [[models]]
+name = "relay-idle"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+timeouts = {{ idle = 0.4 }}
+
+[[models]]
+name = "relay-total"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+timeouts = {{ total = 0.8 }}
+
+[[models]]
+name = "blackhole"
+provider = "openai"
+base_url = "http://127.0.0.1:{blackhole_port}/v1"
+timeouts = {{ connect = 0.3 }}
+retry = {{ attempts = 1 }}
+
+[[models]]
 name = "dead"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead_port}/v1"
@@ -104,9 +126,33 @@ def upstream(session_tmp: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="session")
-def gateway_config(session_tmp: Path, upstream: ServerProcess) -> Path:
+def blackhole_port() -> Iterator[int]:
+    """A port whose listen backlog is full: connecting to it hangs (a connect timeout)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+@pytest.fixture(scope="session")
+def gateway_config(session_tmp: Path, upstream: ServerProcess, blackhole_port: int) -> Path:
     path = session_tmp / "gateway.toml"
-    path.write_text(GATEWAY_CONFIG.format(upstream=upstream.url, dead_port=free_port()))
+    path.write_text(
+        GATEWAY_CONFIG.format(
+            upstream=upstream.url, dead_port=free_port(), blackhole_port=blackhole_port
+        )
+    )
     return path
 
 

@@ -138,3 +138,55 @@ def test_mid_stream_failover_continues_on_the_next_model(
 def test_without_failover_a_mid_stream_failure_is_in_band(client: OpenAI) -> None:
     with pytest.raises(openai.APIError):
         ask(client, "no-failover")
+
+
+def stream_error(gateway: ServerProcess, model: str, sim: dict[str, object]) -> dict[str, str]:
+    """The in-band error record that ends a stream (and no [DONE] before it)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        gateway.url + "/v1/chat/completions",
+        data=json.dumps(
+            {
+                "model": model,
+                "stream": True,
+                "messages": [{"role": "user", "content": "Tell me about timeouts"}],
+                "sim": sim,
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        raw = response.read().decode()
+    assert "[DONE]" not in raw
+    last = [line for line in raw.split("\n") if line.startswith("data: ")][-1]
+    error: dict[str, str] = json.loads(last[6:])["error"]
+    return error
+
+
+def test_idle_timeout_ends_a_stalled_stream(
+    gateway: ServerProcess, upstream: ServerProcess
+) -> None:
+    key = new_key()
+    started = time.monotonic()
+    error = stream_error(gateway, "relay-idle", {"stall_after": 5, "stall_ms": 5000, "key": key})
+    assert error["code"] == "idle_timeout"
+    assert time.monotonic() - started < 3
+    assert upstream_saw(upstream, key)["attempts"] == 1, "no retry after output"
+
+
+def test_total_timeout_bounds_the_answer(gateway: ServerProcess) -> None:
+    started = time.monotonic()
+    error = stream_error(gateway, "relay-total", {"tokens_per_second": 10, "length": 100})
+    assert error["code"] == "total_timeout"
+    assert time.monotonic() - started < 3
+
+
+def test_connect_timeout_is_504(client: OpenAI) -> None:
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client, "blackhole")
+    assert caught.value.status_code == 504
+    assert caught.value.code == "connect_timeout"
+    assert time.monotonic() - started < 3

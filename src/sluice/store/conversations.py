@@ -1,0 +1,304 @@
+"""Conversations and their messages, in SQLite or PostgreSQL (SQLAlchemy async Core).
+
+Messages form a tree: regenerating an answer or editing a question adds a sibling
+instead of overwriting, and the conversation's ``leaf_id`` says which branch it shows.
+``path`` walks from that leaf to the root; ``siblings`` lists the kept versions.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluice.errors import NotFound
+from sluice.store.schema import conversations, messages
+
+STATUSES = ("complete", "streaming", "incomplete", "failed")
+
+
+def new_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    title: str
+    system_prompt: str | None
+    model: str | None
+    options: dict[str, Any]
+    leaf_id: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    parent_id: str | None
+    role: str
+    content: str
+    model: str | None = None
+    status: str = "complete"
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_estimated: bool = False
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    stream_id: str | None = None
+    error: str | None = None
+    created_at: float = field(default=0.0)
+    updated_at: float = field(default=0.0)
+
+
+class ConversationStore(Protocol):
+    async def create_conversation(
+        self,
+        *,
+        title: str = "",
+        system_prompt: str | None = None,
+        model: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Conversation: ...
+
+    async def conversation(self, conversation_id: str) -> Conversation: ...
+
+    async def conversations(
+        self, *, query: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Conversation]: ...
+
+    async def update_conversation(self, conversation_id: str, **changes: Any) -> Conversation: ...
+
+    async def delete_conversation(self, conversation_id: str) -> None: ...
+
+    async def add_message(self, message: Message) -> Message: ...
+
+    async def update_message(self, message_id: str, **changes: Any) -> Message: ...
+
+    async def message(self, message_id: str) -> Message: ...
+
+    async def path(self, conversation_id: str, leaf_id: str | None = None) -> list[Message]: ...
+
+    async def siblings(self, message_id: str) -> list[Message]: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+_CONVERSATION_FIELDS = {"title", "system_prompt", "model", "options", "leaf_id"}
+_MESSAGE_FIELDS = {
+    "content",
+    "model",
+    "status",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_estimated",
+    "ttft_ms",
+    "duration_ms",
+    "stream_id",
+    "error",
+}
+
+
+class SQLStore:
+    """The ConversationStore on any SQLAlchemy async engine (SQLite, PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_conversation(
+        self,
+        *,
+        title: str = "",
+        system_prompt: str | None = None,
+        model: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Conversation:
+        now = time.time()
+        row: dict[str, Any] = {
+            "id": new_id(),
+            "title": title,
+            "system_prompt": system_prompt,
+            "model": model,
+            "options": options or {},
+            "leaf_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(conversations).values(**row))
+        return Conversation(**row)
+
+    async def conversation(self, conversation_id: str) -> Conversation:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(conversations).where(conversations.c.id == conversation_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
+        return Conversation(**row._mapping)
+
+    async def conversations(
+        self, *, query: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Conversation]:
+        statement = select(conversations)
+        if query:
+            pattern = "%" + _escape_like(query) + "%"
+            matching = (
+                select(messages.c.conversation_id)
+                .where(_contains(messages.c.content, pattern, self.engine))
+                .scalar_subquery()
+            )
+            statement = statement.where(
+                or_(
+                    _contains(conversations.c.title, pattern, self.engine),
+                    conversations.c.id.in_(matching),
+                )
+            )
+        statement = (
+            statement.order_by(conversations.c.updated_at.desc()).limit(limit).offset(offset)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [Conversation(**row._mapping) for row in rows]
+
+    async def update_conversation(self, conversation_id: str, **changes: Any) -> Conversation:
+        unknown = set(changes) - _CONVERSATION_FIELDS
+        if unknown:
+            raise ValueError(f"not conversation fields: {sorted(unknown)}")
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(conversations)
+                .where(conversations.c.id == conversation_id)
+                .values(**changes, updated_at=time.time())
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
+        return await self.conversation(conversation_id)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(messages).where(messages.c.conversation_id == conversation_id)
+            )
+            result = await connection.execute(
+                delete(conversations).where(conversations.c.id == conversation_id)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
+
+    async def add_message(self, message: Message) -> Message:
+        """Store ``message`` and make it the conversation's current leaf."""
+        now = time.time()
+        row = {
+            **{f: getattr(message, f) for f in Message.__dataclass_fields__},
+            "id": message.id or new_id(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as connection:
+            found = await connection.execute(
+                update(conversations)
+                .where(conversations.c.id == message.conversation_id)
+                .values(leaf_id=row["id"], updated_at=now)
+            )
+            if found.rowcount == 0:
+                raise NotFound(
+                    f"No conversation with id {message.conversation_id!r}.",
+                    param="conversation_id",
+                )
+            await connection.execute(insert(messages).values(**row))
+        return Message(**row)
+
+    async def update_message(self, message_id: str, **changes: Any) -> Message:
+        unknown = set(changes) - _MESSAGE_FIELDS
+        if unknown:
+            raise ValueError(f"not message fields: {sorted(unknown)}")
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(**changes, updated_at=time.time())
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"No message with id {message_id!r}.", param="message_id")
+        return await self.message(message_id)
+
+    async def message(self, message_id: str) -> Message:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(select(messages).where(messages.c.id == message_id))
+            ).first()
+        if row is None:
+            raise NotFound(f"No message with id {message_id!r}.", param="message_id")
+        return Message(**row._mapping)
+
+    async def path(self, conversation_id: str, leaf_id: str | None = None) -> list[Message]:
+        """The messages from the root to ``leaf_id`` (default: the current leaf)."""
+        conversation = await self.conversation(conversation_id)
+        leaf = leaf_id or conversation.leaf_id
+        if leaf is None:
+            return []
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(messages).where(messages.c.conversation_id == conversation_id)
+                )
+            ).all()
+        by_id = {row.id: Message(**row._mapping) for row in rows}
+        chain: list[Message] = []
+        current = by_id.get(leaf)
+        while current is not None:
+            chain.append(current)
+            current = by_id.get(current.parent_id) if current.parent_id else None
+        chain.reverse()
+        return chain
+
+    async def siblings(self, message_id: str) -> list[Message]:
+        """Every version of the message at this place in the tree, oldest first."""
+        target = await self.message(message_id)
+        parent = (
+            messages.c.parent_id.is_(None)
+            if target.parent_id is None
+            else messages.c.parent_id == target.parent_id
+        )
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(messages)
+                    .where(messages.c.conversation_id == target.conversation_id)
+                    .where(parent)
+                    .where(messages.c.role == target.role)
+                    .order_by(messages.c.created_at, messages.c.id)
+                )
+            ).all()
+        return [Message(**row._mapping) for row in rows]
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(column: Any, pattern: str, engine: AsyncEngine) -> Any:
+    # Case-insensitive substring match; trigram-indexed on PostgreSQL.
+    if engine.dialect.name == "postgresql":
+        return column.ilike(pattern, escape="\\")
+    return func.lower(column).like(pattern.lower(), escape="\\")

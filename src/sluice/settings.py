@@ -88,6 +88,8 @@ class ModelConfig(BaseModel):
     cooldown: float = Field(default=30.0, ge=0)
     #: Continue on the next fallback when this upstream fails mid-answer.
     failover: bool = False
+    #: Tokens of history + new message the chat API sends this model per turn.
+    context_tokens: int = Field(default=8192, ge=256)
 
     @field_validator("base_url")
     @classmethod
@@ -169,6 +171,8 @@ class Settings(BaseSettings):
     #: Where the default SQLite store and other state live.
     data_dir: Path | None = None
     database_url: SecretStr | None = None
+    #: The model the chat API and the web page use when none is named.
+    default_model: str | None = None
     redis_url: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

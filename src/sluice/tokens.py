@@ -1,9 +1,12 @@
-"""Token estimates where the upstream gave no usage (a cancelled or failed answer).
+"""Token estimates where the upstream gave no usage (a cancelled or failed answer) and
+for the chat history window.
 
-Upstream usage is always preferred. When there is none, completion tokens are counted as
-the token-bearing chunks received (OpenAI-compatible servers send about one token per
-chunk), and prompt tokens are estimated at four characters per token plus OpenAI's
-per-message framing. Estimates are marked ``{"estimated": true}`` in the usage details.
+Upstream usage is always preferred. Without it, completion tokens are counted as the
+token-bearing chunks received (OpenAI-compatible servers send about one token per chunk)
+and prompt tokens are estimated at four characters per token (one per character for CJK
+and other wide scripts) plus OpenAI's per-message framing. tiktoken's encodings are not
+available offline, so no exact count is attempted. Estimates are marked
+``{"estimated": true}`` in the usage details.
 """
 
 from __future__ import annotations
@@ -16,15 +19,23 @@ _PER_MESSAGE = 4
 _CHARS_PER_TOKEN = 4
 
 
+def estimate_text_tokens(text: str) -> int:
+    # Non-ASCII text (CJK above all) runs about one token per character, not four.
+    wide = sum(1 for ch in text if ord(ch) > 0x2E7F)
+    narrow = len(text) - wide
+    return wide + (narrow + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
+
+
+def estimate_message_tokens(message: dict[str, Any]) -> int:
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    text = content if isinstance(content, str) else ""
+    return _PER_MESSAGE + estimate_text_tokens(text)
+
+
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    total = 3
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        text = content if isinstance(content, str) else ""
-        total += _PER_MESSAGE + (len(text) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN
-    return total
+    return 3 + sum(estimate_message_tokens(message) for message in messages)
 
 
 def estimate_usage(messages: list[dict[str, Any]], events: list[Event]) -> Usage:

@@ -68,6 +68,14 @@ class Engine:
     def models(self) -> list[ModelConfig]:
         return list(self._configs.values())
 
+    @property
+    def default_model(self) -> str:
+        return self.settings.default_model or next(iter(self._configs))
+
+    def config(self, model: str) -> ModelConfig:
+        self.provider(model)
+        return self._configs[model]
+
     def provider(self, model: str) -> Provider:
         provider = self._providers.get(model)
         if provider is None:

@@ -96,6 +96,10 @@ class Generation:
         self.usage: Usage | None = None
         #: The model that served (or is serving) the answer.
         self.served_by: str | None = None
+        #: Which edge protocol the stream speaks on replay: "openai" or "chat".
+        self.format = "openai"
+        #: Edge-specific ids replays need (the chat API's conversation and message).
+        self.context: dict[str, str] = {}
         self.route = route
         self._open = open_attempt
         self._on_done = on_done

@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 from urllib.parse import parse_qs
 
+from sluice.chat.service import Turn
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.engine.log import EventLog
@@ -28,6 +29,7 @@ from sluice.http.asgi import (
     send_error,
     send_json,
 )
+from sluice.http.chat import relay_turn
 from sluice.http.watch import ResponseWatch
 from sluice.store.shared_log import RedisEventLogs, StreamMeta
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
@@ -68,6 +70,16 @@ class Streams:
     async def _replay(
         self, generation: Generation, after: int, receive: Receive, send: Send
     ) -> None:
+        if generation.format == "chat":
+            context = generation.context
+            turn = Turn(
+                generation,
+                context.get("conversation_id"),
+                context.get("message_id"),
+                generation.model,
+            )
+            await relay_turn(turn, send, receive, self._keepalive, after=after, start=True)
+            return
         log = generation.log
         events = log.events
         generation.subscribe()

@@ -84,9 +84,13 @@ class ConversationStore(Protocol):
 
     async def message(self, message_id: str) -> Message: ...
 
+    async def tree(self, conversation_id: str) -> list[Message]: ...
+
     async def path(self, conversation_id: str, leaf_id: str | None = None) -> list[Message]: ...
 
     async def siblings(self, message_id: str) -> list[Message]: ...
+
+    async def recover_interrupted(self, older_than: float = 10.0) -> int: ...
 
     async def ping(self) -> None: ...
 
@@ -244,19 +248,25 @@ class SQLStore:
             raise NotFound(f"No message with id {message_id!r}.", param="message_id")
         return Message(**row._mapping)
 
+    async def tree(self, conversation_id: str) -> list[Message]:
+        """Every message of the conversation, every branch, oldest first."""
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(messages)
+                    .where(messages.c.conversation_id == conversation_id)
+                    .order_by(messages.c.created_at, messages.c.id)
+                )
+            ).all()
+        return [Message(**row._mapping) for row in rows]
+
     async def path(self, conversation_id: str, leaf_id: str | None = None) -> list[Message]:
         """The messages from the root to ``leaf_id`` (default: the current leaf)."""
         conversation = await self.conversation(conversation_id)
         leaf = leaf_id or conversation.leaf_id
         if leaf is None:
             return []
-        async with self.engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(messages).where(messages.c.conversation_id == conversation_id)
-                )
-            ).all()
-        by_id = {row.id: Message(**row._mapping) for row in rows}
+        by_id = {m.id: m for m in await self.tree(conversation_id)}
         chain: list[Message] = []
         current = by_id.get(leaf)
         while current is not None:
@@ -284,6 +294,20 @@ class SQLStore:
                 )
             ).all()
         return [Message(**row._mapping) for row in rows]
+
+    async def recover_interrupted(self, older_than: float = 10.0) -> int:
+        """Answers left ``streaming`` by a process that died: mark them ``incomplete``
+        (their text was saved up to the last second). Only ones not touched for
+        ``older_than`` seconds, so another live instance's answers are left alone."""
+        cutoff = time.time() - older_than
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(messages)
+                .where(messages.c.status == "streaming")
+                .where(messages.c.updated_at < cutoff)
+                .values(status="incomplete", finish_reason="incomplete")
+            )
+        return int(result.rowcount)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -69,3 +69,11 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)
+
+
+def database_url(database_url: str | None, data_dir: Path | None) -> str:
+    """The async URL of the configured database: PostgreSQL (or SQLite) by URL, else the
+    SQLite file in the data directory."""
+    if database_url:
+        return async_url(database_url)
+    return sqlite_url(data_dir or default_data_dir())

@@ -1,0 +1,1 @@
+"""The chat application: conversations that persist, on top of the engine."""

@@ -1,0 +1,112 @@
+"""``POST /chat``: one chat turn as Server-Sent Events in the app protocol.
+
+The turn is validated and started (conversation found or created, question stored) before
+the response begins; from then on everything — tokens, usage, errors — is an event. The
+generation is detached: a client that drops loses nothing and comes back through
+``GET /v1/streams/{id}`` (same events, same ids).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.errors import RequestError, SluiceError
+from sluice.http.asgi import (
+    SSE_HEADERS,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    content_length,
+    read_body,
+    send_error,
+)
+from sluice.http.watch import ResponseWatch
+from sluice.wire.chat_frames import ChatFrames, TurnMetrics, sse
+from sluice.wire.sse import encode_comment
+
+PING = encode_comment("ping")
+
+
+class ChatEndpoint:
+    def __init__(self, chat: ChatService, *, max_body_bytes: int, keepalive_seconds: float):
+        self._chat = chat
+        self._limit = max_body_bytes
+        self._keepalive = keepalive_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(send, RequestError("Use POST.", status=405, code="method_not_allowed"))
+            return
+        try:
+            raw = await read_body(receive, self._limit, content_length(scope))
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(f"The request body is not valid JSON: {exc}") from None
+            turn = await self._chat.start(parse_turn(data))
+        except ClientDisconnected:
+            return
+        except SluiceError as exc:
+            await send_error(send, exc)
+            return
+        await relay_turn(turn, send, receive, self._keepalive, after=0, start=True)
+
+
+async def relay_turn(
+    turn: Turn, send: Send, receive: Receive, keepalive: float, *, after: int, start: bool
+) -> None:
+    """Write a turn's frames from event ``after`` on, then follow it live to its end."""
+    generation = turn.generation
+    log = generation.log
+    events = log.events
+    frames = ChatFrames(generation.id, turn.conversation_id, turn.message_id, turn.model)
+    generation.subscribe()
+    watch = ResponseWatch(log, receive, keepalive)
+    try:
+        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if start:
+            await send(
+                {"type": "http.response.body", "body": sse(frames.start()), "more_body": True}
+            )
+        # Replayed events rebuild the text the done frame reports, without being resent.
+        for event in events[: min(after, len(events))]:
+            frames.frame(event)
+        seen = min(after, len(events))
+        while True:
+            count = len(events)
+            if count > seen:
+                body = b"".join(sse(f, n) for n, f in frames.frames(events[seen:count], seen + 1))
+                seen = count
+                watch.wrote()
+                if body:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            elif log.closed or watch.disconnected:
+                break
+            elif watch.ping_due:
+                watch.wrote()
+                await send({"type": "http.response.body", "body": PING, "more_body": True})
+            else:
+                await log.wait(seen)
+        if watch.disconnected:
+            return
+        tail = b"" if frames.failed else sse(frames.done(metrics_of(turn)), len(events))
+        await send({"type": "http.response.body", "body": tail})
+    finally:
+        watch.stop()
+        generation.unsubscribe()
+
+
+def metrics_of(turn: Turn) -> TurnMetrics:
+    generation = turn.generation
+    started, first, finished = (
+        generation.started_at,
+        generation.first_token_at,
+        generation.finished_at,
+    )
+    return TurnMetrics(
+        ttft_ms=(first - started) * 1000 if first else None,
+        duration_ms=(finished - started) * 1000 if finished else None,
+    )

@@ -1,0 +1,152 @@
+"""The conversations REST API: list and search, create, read with messages and their
+versions, update (title, system prompt, model, options, shown branch), delete."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from sluice.engine.engine import Engine
+from sluice.errors import RequestError
+from sluice.store.conversations import Conversation, ConversationStore, Message
+
+
+class NewConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(default="", max_length=500)
+    system_prompt: str | None = None
+    model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversationChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(default=None, max_length=500)
+    system_prompt: str | None = None
+    model: str | None = None
+    options: dict[str, Any] | None = None
+    #: Show another branch: the id of the message to make the conversation's tip.
+    leaf_id: str | None = None
+
+
+def conversation_object(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "object": "conversation",
+        "title": conversation.title,
+        "system_prompt": conversation.system_prompt,
+        "model": conversation.model,
+        "options": conversation.options,
+        "created_at": conversation.created_at,
+        "updated_at": conversation.updated_at,
+    }
+
+
+def message_object(message: Message, versions: list[str] | None = None) -> dict[str, Any]:
+    usage = None
+    if message.completion_tokens is not None or message.prompt_tokens is not None:
+        prompt = message.prompt_tokens or 0
+        completion = message.completion_tokens or 0
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "estimated": message.usage_estimated,
+        }
+    ids = versions or [message.id]
+    return {
+        "id": message.id,
+        "object": "conversation.message",
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        "model": message.model,
+        "status": message.status,
+        "finish_reason": message.finish_reason,
+        "usage": usage,
+        "ttft_ms": message.ttft_ms,
+        "duration_ms": message.duration_ms,
+        "stream_id": message.stream_id,
+        "error": message.error,
+        "created_at": message.created_at,
+        "versions": {"index": ids.index(message.id), "count": len(ids), "ids": ids},
+    }
+
+
+def messages_with_versions(tree: list[Message], path: list[Message]) -> list[dict[str, Any]]:
+    places: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+    for message in tree:
+        places[(message.parent_id, message.role)].append(message.id)
+    return [message_object(m, places[(m.parent_id, m.role)]) for m in path]
+
+
+def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
+    router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+    def known_model(model: str | None) -> None:
+        if model is not None:
+            engine.provider(model)
+
+    @router.get("")
+    async def list_conversations(
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        found = await store.conversations(query=q, limit=limit, offset=offset)
+        return {"object": "list", "data": [conversation_object(c) for c in found]}
+
+    @router.post("")
+    async def create(body: NewConversation) -> dict[str, Any]:
+        known_model(body.model)
+        conversation = await store.create_conversation(
+            title=body.title,
+            system_prompt=body.system_prompt,
+            model=body.model,
+            options=body.options,
+        )
+        return {**conversation_object(conversation), "messages": []}
+
+    @router.get("/{conversation_id}")
+    async def read(conversation_id: str) -> dict[str, Any]:
+        conversation = await store.conversation(conversation_id)
+        tree = await store.tree(conversation_id)
+        path = await store.path(conversation_id)
+        return {
+            **conversation_object(conversation),
+            "messages": messages_with_versions(tree, path),
+        }
+
+    @router.get("/{conversation_id}/messages")
+    async def list_messages(conversation_id: str) -> dict[str, Any]:
+        tree = await store.tree(conversation_id)
+        path = await store.path(conversation_id)
+        return {"object": "list", "data": messages_with_versions(tree, path)}
+
+    @router.patch("/{conversation_id}")
+    async def change(conversation_id: str, body: ConversationChanges) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        known_model(changes.get("model"))
+        if "leaf_id" in changes:
+            leaf = changes["leaf_id"]
+            if leaf is None:
+                raise RequestError("leaf_id cannot be null.", param="leaf_id")
+            target = await store.message(leaf)
+            if target.conversation_id != conversation_id:
+                raise RequestError(
+                    "leaf_id is not a message of this conversation.", param="leaf_id"
+                )
+        if "options" in changes and changes["options"] is None:
+            changes["options"] = {}
+        conversation = await store.update_conversation(conversation_id, **changes)
+        return conversation_object(conversation)
+
+    @router.delete("/{conversation_id}")
+    async def remove(conversation_id: str) -> dict[str, Any]:
+        await store.delete_conversation(conversation_id)
+        return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+    return router

@@ -49,6 +49,14 @@ upstream_model = "sim"
 retry = {{ attempts = 3, backoff_initial = 0.05 }}
 
 [[models]]
+name = "flaky-ttft"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim"
+timeouts = {{ first_token = 0.3 }}
+retry = {{ attempts = 3, backoff_initial = 0.05 }}
+
+[[models]]
 name = "broken"
 provider = "openai"
 base_url = "{upstream}/v1"
@@ -75,6 +83,7 @@ options = {{ extra_body = {{ sim = {{ drop_after = 6, key = "failover-primary" }
 retry = {{ attempts = 1 }}
 fallbacks = ["relay-echo"]
 failover = true
+cooldown = 0
 
 [[models]]
 name = "no-failover"
@@ -96,7 +105,7 @@ name = "relay-total"
 provider = "openai"
 base_url = "{upstream}/v1"
 upstream_model = "sim"
-timeouts = {{ total = 0.8 }}
+timeouts = {{ total = 0.5 }}
 
 [[models]]
 name = "blackhole"

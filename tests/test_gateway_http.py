@@ -208,3 +208,29 @@ async def test_ready_spends_no_tokens(gateway: ServerProcess, upstream: ServerPr
         async with session.get(upstream.url + "/sim/stats") as response:
             after = (await response.json())["requests"]
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "text", "text": 5}],
+        [{"type": "text"}],
+        [{"type": "text", "text": None}],
+        ["just a string"],
+    ],
+)
+async def test_malformed_content_parts_are_400(gateway: ServerProcess, content: Any) -> None:
+    status, _, raw = await post(
+        gateway, {"model": "relay", "messages": [{"role": "user", "content": content}]}
+    )
+    assert status == 400
+    assert json.loads(raw)["error"]["param"].startswith("messages[0].content")
+
+
+async def test_resume_offset_must_be_plain_digits(gateway: ServerProcess) -> None:
+    _, headers, _ = await post(gateway, chat(stream=True))
+    stream_id = headers["x-sluice-stream-id"]
+    async with aiohttp.ClientSession() as session:
+        for bad in ("%C2%B2", "-1", "1e3", "9" * 40):
+            async with session.get(f"{gateway.url}/v1/streams/{stream_id}?after={bad}") as response:
+                assert response.status == 400, bad

@@ -63,10 +63,10 @@ def test_client_errors_are_not_retried(client: OpenAI, upstream: ServerProcess) 
     assert upstream_saw(upstream, key)["attempts"] == 1
 
 
-def test_no_retry_after_output_started(client: OpenAI, upstream: ServerProcess) -> None:
+def test_no_retry_after_output_started(gateway: ServerProcess, upstream: ServerProcess) -> None:
     key = new_key()
-    with pytest.raises(openai.APIError):
-        ask(client, "flaky", {"drop_after": 4, "key": key})
+    error = stream_error(gateway, "flaky", {"drop_after": 4, "key": key})
+    assert error["code"] == "upstream_error"
     assert upstream_saw(upstream, key)["attempts"] == 1
 
 
@@ -135,9 +135,58 @@ def test_mid_stream_failover_continues_on_the_next_model(
     assert upstream_saw(upstream, "failover-primary")["attempts"] >= 1
 
 
-def test_without_failover_a_mid_stream_failure_is_in_band(client: OpenAI) -> None:
-    with pytest.raises(openai.APIError):
-        ask(client, "no-failover")
+def test_without_failover_a_mid_stream_failure_is_in_band(gateway: ServerProcess) -> None:
+    error = stream_error(gateway, "no-failover", {})
+    assert error["code"] == "upstream_error"
+
+
+def test_a_backoff_longer_than_first_token_is_not_a_timeout(
+    client: OpenAI, upstream: ServerProcess
+) -> None:
+    # first_token is 0.3 s; the upstream asks for 0.8 s before the retry.
+    key = new_key()
+    text = ask(
+        client, "flaky-ttft", {"fail_status": 429, "retry_after": 0.8, "fail_times": 1, "key": key}
+    )
+    assert len(text) > 20
+    assert upstream_saw(upstream, key)["attempts"] == 2
+
+
+def test_total_timeout_before_the_first_token_is_504(client: OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client, "relay-total", {"ttft_ms": 3000})
+    assert caught.value.status_code == 504
+    assert caught.value.code == "total_timeout"
+
+
+def test_resume_after_a_failover_counts_records(gateway: ServerProcess) -> None:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        gateway.url + "/v1/chat/completions",
+        data=json.dumps(
+            {
+                "model": "failover",
+                "stream": True,
+                "messages": [{"role": "user", "content": "Tell me about failover"}],
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:
+        stream_id = response.headers["x-sluice-stream-id"]
+        records = [
+            line for line in response.read().decode().split("\n") if line.startswith("data: ")
+        ]
+    assert len(records) > 12, "the answer went through the failover"
+    for after in (3, 8, len(records) - 2):
+        url = f"{gateway.url}/v1/streams/{stream_id}?after={after}"
+        with urllib.request.urlopen(url, timeout=20) as resumed:
+            tail = [
+                line for line in resumed.read().decode().split("\n") if line.startswith("data: ")
+            ]
+        assert tail == records[after:], after
 
 
 def stream_error(gateway: ServerProcess, model: str, sim: dict[str, object]) -> dict[str, str]:

@@ -95,3 +95,27 @@ async def test_unknown_stream_is_404_everywhere(
         for server in pair:
             async with session.get(f"{server.url}/v1/streams/{new_key()}") as response:
                 assert response.status == 404
+
+
+async def test_a_failed_stream_replays_its_error_on_another_instance(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    first, second = pair
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            first.url + "/v1/chat/completions",
+            json=body({"tokens_per_second": 500, "drop_after": 5}),
+            headers={"X-Sluice-On-Disconnect": "detach"},
+        ) as response:
+            stream_id = response.headers["x-sluice-stream-id"]
+            original = await read_all(response)
+        assert "[DONE]" not in original
+        await asyncio.sleep(0.2)
+        async with session.get(f"{second.url}/v1/streams/{stream_id}") as replay:
+            assert replay.status == 200
+            records = await read_all(replay)
+        assert records == original
+        assert "error" in records[-1]
+        async with session.post(f"{second.url}/v1/streams/{stream_id}/cancel") as answer:
+            assert answer.status == 200
+            assert (await answer.json())["status"] == "failed"

@@ -29,7 +29,7 @@ def estimate_text_tokens(text: str) -> int:
 def estimate_message_tokens(message: dict[str, Any]) -> int:
     content = message.get("content")
     if isinstance(content, list):
-        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
     text = content if isinstance(content, str) else ""
     return _PER_MESSAGE + estimate_text_tokens(text)
 

@@ -25,6 +25,7 @@ class Deadlines:
         "last_event_at",
         "started_at",
         "streaming",
+        "waiting",
     )
 
     def __init__(self, timeouts: Timeouts, on_expired: Callable[[UpstreamTimeout], None]) -> None:
@@ -34,6 +35,8 @@ class Deadlines:
         self.started_at = self.attempt_started_at = self.last_event_at = time.monotonic()
         #: Tokens have started to flow (the idle deadline applies from then on).
         self.streaming = False
+        #: Between attempts (a retry's backoff): no first-token deadline runs.
+        self.waiting = False
 
     def start(self) -> None:
         self._arm()
@@ -44,7 +47,11 @@ class Deadlines:
             self._handle = None
 
     def new_attempt(self) -> None:
+        """An attempt starts now: a fresh first-token deadline (re-armed if it fired)."""
         self.attempt_started_at = time.monotonic()
+        self.waiting = False
+        if self._handle is None:
+            self._arm()
 
     def _arm(self) -> None:
         t = self._timeouts
@@ -56,7 +63,11 @@ class Deadlines:
         t = self._timeouts
         if now - self.started_at > t.total:
             self._expire(f"the answer took longer than {t.total:g} s", "total_timeout")
-        elif not self.streaming and now - self.attempt_started_at > t.first_token:
+        elif (
+            not self.streaming
+            and not self.waiting
+            and now - self.attempt_started_at > t.first_token
+        ):
             self._expire(f"no first token within {t.first_token:g} s", "first_token_timeout")
         elif self.streaming and now - self.last_event_at > t.idle:
             self._expire(f"the upstream was silent for {t.idle:g} s", "idle_timeout")

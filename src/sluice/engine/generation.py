@@ -226,12 +226,17 @@ class Generation:
 
     async def _attempts(self) -> None:
         step: Step | None = self.route.first()
+        deadlines = self._deadlines
         while step is not None:
-            if step.delay:
-                await asyncio.sleep(step.delay)
-            self.served_by = step.candidate.name
-            stream = self._open(step.candidate, self.request)
+            stream: AsyncIterator[list[Event]] | None = None
             try:
+                if step.delay:
+                    # No first-token clock while waiting out a backoff.
+                    deadlines.waiting = True
+                    await asyncio.sleep(step.delay)
+                deadlines.new_attempt()
+                self.served_by = step.candidate.name
+                stream = self._open(step.candidate, self.request)
                 await self._pump(stream)
                 self.route.succeeded(step)
                 return
@@ -249,17 +254,17 @@ class Generation:
                 expired, self._attempt_expired = self._attempt_expired, None
                 if expired is None or self._output_started:
                     raise
-                # Only this attempt timed out: take the cancellation back and go on.
+                # Only this attempt timed out: take the cancellation back and go on —
+                # unless someone else (a client leaving, a stop) cancelled too.
                 task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
+                if task is not None and task.uncancel() > 0:
+                    raise
                 step = self.route.next(expired)
                 if step is None:
                     raise expired from None
-                self._deadlines.start()
             finally:
-                await _close(stream)
-            self._deadlines.new_attempt()
+                if stream is not None:
+                    await _close(stream)
 
     async def _pump(self, stream: AsyncIterator[list[Event]]) -> None:
         deadlines = self._deadlines
@@ -289,6 +294,8 @@ class Generation:
                 elif kind is Usage:
                     self.usage = event  # type: ignore[assignment]
             await self._publish(batch)
+            # Time spent waiting on a slow client is not upstream silence.
+            deadlines.last_event_at = time.monotonic()
         if held:
             await self._publish(held)
 

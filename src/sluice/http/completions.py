@@ -15,7 +15,7 @@ import time
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.errors import RequestError, SluiceError
-from sluice.events import Event, StreamError
+from sluice.events import Event, StreamError, Usage
 from sluice.http.asgi import (
     SSE_HEADERS,
     ClientDisconnected,
@@ -91,15 +91,17 @@ class ChatCompletions:
         log = generation.log
         events = log.events
         # The status is decided before the first byte: an error that comes first is an
-        # HTTP error; after the headers, failures go in-band.
-        while not events and not log.closed and not watcher.disconnected:
-            if watcher.ping_due:
+        # HTTP error; after the headers, failures go in-band. (A usage estimate may
+        # precede a final error; it decides nothing.)
+        while not log.closed and not watcher.disconnected and not watcher.ping_due:
+            if any(type(event) is not Usage for event in events):
                 break
-            await log.wait(0)
+            await log.wait(len(events))
         if watcher.disconnected:
             return
-        if events and type(events[0]) is StreamError:
-            await send_error(send, events[0])
+        first = next((event for event in events if type(event) is not Usage), None)
+        if type(first) is StreamError:
+            await send_error(send, first)
             return
         headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -119,7 +121,8 @@ class ChatCompletions:
             generation.attach(relay.deliver)
         try:
             while not log.closed and not watcher.disconnected:
-                if watcher.ping_due:
+                # One send at a time: no ping while the generation's delivery is writing.
+                if watcher.ping_due and watcher.send_started is None:
                     watcher.wrote()
                     await send({"type": "http.response.body", "body": PING, "more_body": True})
                 if generation.policy == "cancel":
@@ -133,7 +136,8 @@ class ChatCompletions:
         if watcher.disconnected:
             return
         # Whatever the generation appended after its last delivery (a cancellation's
-        # `incomplete` finish, a failure's error record).
+        # `incomplete` finish, a failure's error record), and a delivery cut short.
+        await relay.flush()
         if relay.seen < len(events):
             await relay.deliver(events[relay.seen :])
         failed = bool(events) and type(events[-1]) is StreamError
@@ -165,25 +169,35 @@ class ChatCompletions:
 class _Relay:
     """The primary subscriber's delivery: encode a batch, write it with one send."""
 
-    __slots__ = ("_encoder", "_send", "_watcher", "seen")
+    __slots__ = ("_encoder", "_send", "_watcher", "pending", "seen")
 
     def __init__(self, encoder: ChunkEncoder, send: Send, watcher: ResponseWatch) -> None:
         self._encoder = encoder
         self._send = send
         self._watcher = watcher
         self.seen = 0
+        self.pending: tuple[bytes, int] | None = None
 
     async def deliver(self, batch: list[Event]) -> None:
-        # Counted before the write: a write interrupted by cancellation has still
-        # been handed to the transport, and must not be sent twice.
-        self.seen += len(batch)
         watcher = self._watcher
         watcher.wrote()
-        body = self._encoder.encode(batch)
+        # Encoding has effects (a tool call's first delta is marked sent), so the bytes
+        # are kept until the send returns: uvicorn waits for the buffer to drain before
+        # it writes, and a send cancelled while waiting wrote nothing.
+        self.pending = (self._encoder.encode(batch), len(batch))
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send what ``deliver`` encoded but could not send (it was cancelled)."""
+        if self.pending is None:
+            return
+        body, count = self.pending
         if body:
-            watcher.send_started = time.monotonic()
+            self._watcher.send_started = time.monotonic()
             await self._send({"type": "http.response.body", "body": body, "more_body": True})
-            watcher.send_started = None
+            self._watcher.send_started = None
+        self.pending = None
+        self.seen += count
 
 
 def disconnect_policy(scope: Scope) -> DisconnectPolicy:

@@ -94,11 +94,12 @@ class Streams:
                 request.model,
                 include_usage=request.include_usage,
             )
-            seen = min(after, len(events))
+            seen = encoder.position_after(events, after)
+            number = after + 1
             while True:
                 count = len(events)
                 if count > seen:
-                    body = encoder.encode_numbered(events[seen:count], seen + 1)
+                    body, number = encoder.encode_numbered(events[seen:count], number)
                     seen = count
                     watch.wrote()
                     await send({"type": "http.response.body", "body": body, "more_body": True})
@@ -150,14 +151,23 @@ class Streams:
                 f"chatcmpl-{meta.id}", meta.created, meta.model, include_usage=meta.include_usage
             )
             last: Event | None = None
+            skipping = after
+            number = after + 1
             async for entry in shared.entries(meta.id):
                 if watch.disconnected:
                     return
-                skip = max(0, after + 1 - entry.first)
-                batch = entry.events[skip:]
-                if batch:
-                    last = batch[-1]
-                    body = encoder.encode_numbered(batch, entry.first + skip)
+                fresh: list[Event] = []
+                for event in entry.events:
+                    last = event
+                    if skipping:
+                        # Records the client already has: encoded (the encoder's state
+                        # must be as if sent) but not sent.
+                        if encoder.encode_one(event):
+                            skipping -= 1
+                        continue
+                    fresh.append(event)
+                if fresh:
+                    body, number = encoder.encode_numbered(fresh, number)
                     watch.wrote()
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 elif watch.ping_due:
@@ -223,7 +233,7 @@ def _after(scope: Scope) -> int:
     if raw is None:
         last = header(scope, b"last-event-id")
         raw = last.decode("latin-1") if last is not None else "0"
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise RequestError(
             "The last event id ('after' or Last-Event-ID) must be a non-negative integer.",
             param="after",

@@ -9,6 +9,7 @@ the client sees the usage chunk is the edge's business.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -155,7 +156,15 @@ async def _status_error(response: aiohttp.ClientResponse) -> UpstreamError:
 
 
 def retry_after(headers: Any) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` (OpenAI's) or ``Retry-After``."""
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI's) or ``Retry-After``; None when
+    absent or nonsense (negative, not finite, more than a day)."""
+    value = _retry_after(headers)
+    if value is None or not math.isfinite(value) or value > 86400:
+        return None
+    return value
+
+
+def _retry_after(headers: Any) -> float | None:
     millis = headers.get("retry-after-ms")
     if millis:
         try:

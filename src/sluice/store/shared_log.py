@@ -55,6 +55,7 @@ class RedisEventLogs:
         self._running_ttl = int(running_ttl)
         self._pending: list[tuple[str, int, list[Event], bool]] = []
         self._metas: list[StreamMeta] = []
+        self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -84,13 +85,28 @@ class RedisEventLogs:
             try:
                 await self.flush()
             except redis.RedisError:
-                logger.warning("shared event log: Redis write failed", exc_info=True)
+                logger.warning("shared event log: Redis write failed; retrying", exc_info=True)
+                self._wake.set()
+                await asyncio.sleep(0.5)
 
     async def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        metas, self._metas = self._metas, []
-        if not pending and not metas:
-            return
+        # One flush at a time keeps each stream's entries in order.
+        async with self._flushing:
+            pending, self._pending = self._pending, []
+            metas, self._metas = self._metas, []
+            if not pending and not metas:
+                return
+            try:
+                await self._write(pending, metas)
+            except redis.RedisError:
+                # Put them back in front: nothing is lost, order is kept.
+                self._pending[:0] = pending
+                self._metas[:0] = metas
+                raise
+
+    async def _write(
+        self, pending: list[tuple[str, int, list[Event], bool]], metas: list[StreamMeta]
+    ) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
             for meta in metas:
                 key = PREFIX + meta.id + ":meta"
@@ -169,9 +185,11 @@ class RedisEventLogs:
         await self._client.ping()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(redis.RedisError):
-            await self.flush()
         for task in (self._flusher, self._listener):
             if task is not None:
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(redis.RedisError):
+            await self.flush()
         await self._client.aclose()

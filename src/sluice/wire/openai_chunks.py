@@ -158,15 +158,30 @@ class ChunkEncoder:
                 parts.append(record)
         return b"".join(parts)
 
-    def encode_numbered(self, events: list[Event], first: int) -> bytes:
-        """Like ``encode``, each record carrying its event's sequence number as the SSE
-        ``id`` (for the resume endpoint only: the OpenAI SDKs break on ``id:`` lines)."""
+    def encode_numbered(self, events: list[Event], first: int) -> tuple[bytes, int]:
+        """Like ``encode``, each record carrying its number as the SSE ``id``, counting
+        from ``first`` (for the resume endpoint only: the OpenAI SDKs break on ``id:``
+        lines). Records, not events, are counted — a client of /v1/chat/completions can
+        only count what it received. Returns the bytes and the next record number."""
         parts = []
-        for seq, event in enumerate(events, first):
+        number = first
+        for event in events:
             record = self.encode_one(event)
             if record:
-                parts.append(b"id: %d\n" % seq + record)
-        return b"".join(parts)
+                parts.append(b"id: %d\n" % number + record)
+                number += 1
+        return b"".join(parts), number
+
+    def position_after(self, events: list[Event], records: int) -> int:
+        """How many events the first ``records`` records carried; the encoder is left
+        as if it had sent them (so what follows is encoded as it would have been)."""
+        count = 0
+        for position, event in enumerate(events):
+            if count >= records:
+                return position
+            if self.encode_one(event):
+                count += 1
+        return len(events)
 
     def encode_one(self, event: Event) -> bytes:
         kind = type(event)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sluice.errors import RequestError
 
@@ -22,9 +22,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+class _ContentPart(_Strict):
+    type: Annotated[str, Field(min_length=1)]
+    #: Required for text parts; other parts (images, audio…) pass through as sent.
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_part_has_text(self) -> _ContentPart:
+        if self.type in ("text", "input_text") and self.text is None:
+            raise ValueError("a text part needs a 'text' string")
+        return self
+
+
 class _Message(_Strict):
     role: Role
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[_ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None

@@ -115,6 +115,13 @@ timeouts = {{ connect = 0.3 }}
 retry = {{ attempts = 1 }}
 
 [[models]]
+name = "tiny-context"
+provider = "openai"
+base_url = "{upstream}/v1"
+upstream_model = "sim-echo"
+context_tokens = 300
+
+[[models]]
 name = "dead"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead_port}/v1"

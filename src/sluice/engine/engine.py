@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from sluice import providers
-from sluice.engine.generation import Generation
+from sluice.engine.generation import Generation, State
 from sluice.engine.memory import QuietTrim
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
+from sluice.engine.stats import RecentAnswers
 from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext, ProviderFactory
@@ -62,6 +63,7 @@ class Engine:
             )
         self._retention = settings.stream_retention_seconds
         self._trim = QuietTrim(lambda: not self._generations)
+        self.recent = RecentAnswers()
 
     # -- models -------------------------------------------------------------
 
@@ -135,6 +137,13 @@ class Engine:
         return sum(1 for g in self._generations.values() if not g.done)
 
     def _finished(self, generation: Generation) -> None:
+        ttft = (
+            generation.first_token_at - generation.started_at
+            if generation.first_token_at is not None
+            else None
+        )
+        # A stop or a client leaving is not an error; a failed answer is.
+        self.recent.record(generation.state is not State.FAILED, ttft)
         # Finished generations stay replayable for a while, then are forgotten.
         asyncio.get_running_loop().call_later(self._retention, self._forget, generation.id)
 

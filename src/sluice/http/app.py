@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -30,6 +30,7 @@ from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
+from sluice.http.ws import ChatSocket
 from sluice.settings import Settings
 from sluice.store.conversations import SQLStore
 from sluice.store.database import create_engine, database_url, migrate
@@ -173,6 +174,10 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     api.include_router(build_router(gateway.store, gateway.engine))
 
+    @api.websocket("/ws")
+    async def chat_socket(websocket: WebSocket) -> None:
+        await ChatSocket(websocket, gateway.chat, gateway.engine).run()
+
     @api.get("/v1/models")
     async def list_models() -> dict[str, Any]:
         created = int(gateway.started)
@@ -195,6 +200,36 @@ def build_api(gateway: Gateway) -> FastAPI:
             "owned_by": config.provider,
         }
 
+    @api.get("/health")
+    async def summary() -> ORJSONResponse:
+        """What an operator wants at a glance."""
+        engine = gateway.engine
+        upstreams = await engine.check()
+        state = await engine.check_state()
+        try:
+            await gateway.store.ping()
+            store = "ok"
+        except Exception as exc:  # any driver error means the store is not usable
+            store = f"unreachable: {type(exc).__name__}"
+        reachable = sum(1 for status in upstreams.values() if status == "ok")
+        healthy = bool(reachable) and store == "ok" and all(v == "ok" for v in state.values())
+        if gateway.draining:
+            status = "draining"
+        elif not healthy:
+            status = "down"
+        else:
+            status = "ok" if reachable == len(upstreams) else "degraded"
+        body = {
+            "status": status,
+            "uptime_seconds": round(time.time() - gateway.started, 3),
+            **engine.recent.summary(),
+            "active_streams": len(engine.running()),
+            "store": store,
+            "state": state,
+            "upstreams": upstreams,
+        }
+        return ORJSONResponse(body, 200 if healthy and not gateway.draining else 503)
+
     @api.get("/health/live")
     async def live() -> ORJSONResponse:
         engine = gateway.engine
@@ -212,6 +247,11 @@ def build_api(gateway: Gateway) -> FastAPI:
         upstreams = await gateway.engine.check()
         reachable = sum(1 for status in upstreams.values() if status == "ok")
         state = await gateway.engine.check_state()
+        try:
+            await gateway.store.ping()
+            state["store"] = "ok"
+        except Exception as exc:  # any driver error means the store is not usable
+            state["store"] = f"unreachable: {type(exc).__name__}"
         # Ready while any upstream can serve: one model's outage should not take the
         # whole gateway out of a load balancer. Shared state down means not ready.
         healthy = reachable and all(value == "ok" for value in state.values())

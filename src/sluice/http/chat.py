@@ -8,6 +8,8 @@ generation is detached: a client that drops loses nothing and comes back through
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import orjson
 
 from sluice.chat.service import ChatService, Turn, parse_turn
@@ -23,7 +25,7 @@ from sluice.http.asgi import (
     send_error,
 )
 from sluice.http.watch import ResponseWatch
-from sluice.wire.chat_frames import ChatFrames, TurnMetrics, sse
+from sluice.wire.chat_frames import ChatFrames, Frame, TurnMetrics, sse
 from sluice.wire.sse import encode_comment
 
 PING = encode_comment("ping")
@@ -54,46 +56,59 @@ class ChatEndpoint:
         await relay_turn(turn, send, receive, self._keepalive, after=0, start=True)
 
 
-async def relay_turn(
-    turn: Turn, send: Send, receive: Receive, keepalive: float, *, after: int, start: bool
-) -> None:
-    """Write a turn's frames from event ``after`` on, then follow it live to its end."""
+async def turn_frames(
+    turn: Turn, *, after: int, start: bool
+) -> AsyncIterator[list[tuple[int | None, Frame]]]:
+    """A turn's frames from event ``after`` on, live to its end, in batches of
+    (sequence number, frame). An empty batch means "woken with nothing new" (a
+    keep-alive tick or a disconnect): the caller checks and carries on."""
     generation = turn.generation
     log = generation.log
     events = log.events
     frames = ChatFrames(generation.id, turn.conversation_id, turn.message_id, turn.model)
+    if start:
+        yield [(None, frames.start())]
+    # Replayed events rebuild the text the done frame reports, without being resent.
+    seen = min(after, len(events))
+    for event in events[:seen]:
+        frames.frame(event)
+    while True:
+        count = len(events)
+        if count > seen:
+            batch = frames.frames(events[seen:count], seen + 1)
+            seen = count
+            yield list(batch)
+        elif log.closed:
+            break
+        else:
+            await log.wait(seen)
+            if len(events) == seen and not log.closed:
+                yield []
+    if not frames.failed:
+        yield [(len(events), frames.done(metrics_of(turn)))]
+
+
+async def relay_turn(
+    turn: Turn, send: Send, receive: Receive, keepalive: float, *, after: int, start: bool
+) -> None:
+    """Write a turn's frames as SSE from event ``after`` on, live to its end."""
+    generation = turn.generation
     generation.subscribe()
-    watch = ResponseWatch(log, receive, keepalive)
+    watch = ResponseWatch(generation.log, receive, keepalive)
     try:
         headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if start:
-            await send(
-                {"type": "http.response.body", "body": sse(frames.start()), "more_body": True}
-            )
-        # Replayed events rebuild the text the done frame reports, without being resent.
-        for event in events[: min(after, len(events))]:
-            frames.frame(event)
-        seen = min(after, len(events))
-        while True:
-            count = len(events)
-            if count > seen:
-                body = b"".join(sse(f, n) for n, f in frames.frames(events[seen:count], seen + 1))
-                seen = count
+        async for batch in turn_frames(turn, after=after, start=start):
+            if watch.disconnected:
+                return
+            if batch:
+                body = b"".join(sse(frame, seq) for seq, frame in batch)
                 watch.wrote()
-                if body:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-            elif log.closed or watch.disconnected:
-                break
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             elif watch.ping_due:
                 watch.wrote()
                 await send({"type": "http.response.body", "body": PING, "more_body": True})
-            else:
-                await log.wait(seen)
-        if watch.disconnected:
-            return
-        tail = b"" if frames.failed else sse(frames.done(metrics_of(turn)), len(events))
-        await send({"type": "http.response.body", "body": tail})
+        await send({"type": "http.response.body", "body": b""})
     finally:
         watch.stop()
         generation.unsubscribe()

@@ -22,6 +22,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "loop": "uvloop",
         "http": "httptools",
         "ws": "websockets-sansio",
+        # Larger client frames close the socket with 1009.
+        "ws_max_size": settings.max_body_bytes,
         "lifespan": "on",
         "access_log": False,
         "log_level": settings.log_level,

@@ -12,10 +12,11 @@ import enum
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from sluice.events import Event
 from sluice.providers.sim.options import SimOptions
-from sluice.providers.sim.script import Script
+from sluice.providers.sim.script import Script, last_user_text
 
 
 class Fault(enum.Enum):
@@ -65,6 +66,8 @@ class KeyStats:
     disconnected_at: list[float] = field(default_factory=list)
     #: Request bodies' last user messages, in arrival order (continuation checks).
     prompts: list[str] = field(default_factory=list)
+    #: Each request's message roles, in order (what history the model was sent).
+    roles: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -75,11 +78,12 @@ class SimStats:
     requests: int = 0
     active: int = 0
 
-    def attempt(self, key: str | None, prompt: str = "") -> int:
+    def attempt(self, key: str | None, messages: list[dict[str, Any]]) -> int:
         self.requests += 1
         stats = self.by_key.setdefault(key or "", KeyStats())
         stats.attempts += 1
-        stats.prompts.append(prompt)
+        stats.prompts.append(last_user_text(messages))
+        stats.roles.append([str(m.get("role")) for m in messages])
         return stats.attempts
 
     def key(self, key: str | None) -> KeyStats:
@@ -97,6 +101,7 @@ class SimStats:
                     "failed": s.failed,
                     "disconnected_at": s.disconnected_at,
                     "prompts": s.prompts,
+                    "roles": s.roles,
                 }
                 for key, s in self.by_key.items()
             },

@@ -9,7 +9,7 @@ from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
 from sluice.providers.sim.options import SimOptions
 from sluice.providers.sim.play import Fault, SimStats, play
-from sluice.providers.sim.script import build_script, last_user_text
+from sluice.providers.sim.script import build_script
 from sluice.providers.upstream_errors import error_for_status
 from sluice.settings import ModelConfig
 from sluice.wire.openai_request import ChatRequest
@@ -23,7 +23,7 @@ class SimProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         options = self.options.merged(request.body.get("sim"))
         stats = self.stats
-        attempt = stats.attempt(options.key, last_user_text(request.messages))
+        attempt = stats.attempt(options.key, request.messages)
         key = stats.key(options.key)
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1

@@ -28,7 +28,7 @@ from sluice.http.asgi import (
 )
 from sluice.providers.sim.options import SimOptions
 from sluice.providers.sim.play import Fault, KeyStats, SimStats, play
-from sluice.providers.sim.script import build_script, last_user_text
+from sluice.providers.sim.script import build_script
 from sluice.wire.errors import error_object
 from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import parse_chat_request
@@ -87,7 +87,7 @@ class SimServer:
             await send_error(send, exc)
             return
         stats = self.stats
-        attempt = stats.attempt(options.key, last_user_text(request.messages))
+        attempt = stats.attempt(options.key, request.messages)
         key = stats.key(options.key)
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1

@@ -1,0 +1,157 @@
+"""``GET /ws``: the chat protocol over one WebSocket, several streams at once.
+
+Client frames: ``{"type": "chat", …turn fields…}``, ``{"type": "stop", "stream_id"}``,
+``{"type": "resume", "stream_id", "after"}``, ``{"type": "ping"}``. Server frames are
+the SSE endpoint's, each with its ``stream_id`` and ``seq``. A malformed client frame
+gets an ``error`` frame naming the problem and the socket stays open. Close codes: 1009
+for an oversized frame (uvicorn's ``ws_max_size``), 1011 for a server error; 1008
+(authentication) arrives with access control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.engine.engine import Engine
+from sluice.errors import RequestError, SluiceError
+from sluice.http.chat import turn_frames
+
+logger = logging.getLogger("sluice.http")
+
+
+def error_frame(exc: SluiceError, stream_id: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "error",
+        "error_type": exc.type,
+        "message": exc.message,
+        "code": exc.code,
+        "param": exc.param,
+        "retryable": exc.retryable,
+    }
+    if stream_id is not None:
+        frame["stream_id"] = stream_id
+    return frame
+
+
+class ChatSocket:
+    def __init__(self, websocket: WebSocket, chat: ChatService, engine: Engine) -> None:
+        self._ws = websocket
+        self._chat = chat
+        self._engine = engine
+        self._relays: dict[str, asyncio.Task[None]] = {}
+        self._sending = asyncio.Lock()
+
+    async def run(self) -> None:
+        await self._ws.accept()
+        try:
+            while True:
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("text")
+                if raw is None:
+                    raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+                await self._handle(raw)
+        except WebSocketDisconnect:
+            return
+        except Exception:
+            logger.exception("websocket session failed")
+            with contextlib.suppress(Exception):
+                await self._ws.close(code=1011, reason="server error")
+        finally:
+            # Generations are detached: leaving stops only this socket's relays.
+            for task in self._relays.values():
+                task.cancel()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._sending:
+            await self._ws.send_text(orjson.dumps(frame).decode())
+
+    async def _handle(self, raw: str) -> None:
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            await self.send(error_frame(RequestError(f"The frame is not valid JSON: {exc}")))
+            return
+        if not isinstance(frame, dict):
+            await self.send(error_frame(RequestError("A frame must be a JSON object.")))
+            return
+        kind = frame.pop("type", None)
+        try:
+            if kind == "chat":
+                turn = await self._chat.start(parse_turn(frame))
+                self._relay(turn, after=0, start=True)
+            elif kind == "stop":
+                await self._stop(_stream_id(frame))
+            elif kind == "resume":
+                await self._resume(_stream_id(frame), frame.get("after", 0))
+            elif kind == "ping":
+                await self.send({"type": "pong"})
+            else:
+                raise RequestError(
+                    f"Unknown frame type {kind!r}: use chat, stop, resume or ping.", param="type"
+                )
+        except SluiceError as exc:
+            await self.send(error_frame(exc, frame.get("stream_id")))
+
+    async def _stop(self, stream_id: str) -> None:
+        try:
+            generation = self._engine.generation(stream_id)
+        except SluiceError:
+            shared = self._engine.shared
+            if shared is None or await shared.meta(stream_id) is None:
+                raise
+            await shared.request_cancel(stream_id)
+            return
+        generation.cancel()
+
+    async def _resume(self, stream_id: str, after: Any) -> None:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise RequestError("'after' must be a non-negative integer.", param="after")
+        generation = self._engine.generation(stream_id)
+        context = generation.context
+        turn = Turn(
+            generation, context.get("conversation_id"), context.get("message_id"), generation.model
+        )
+        self._relay(turn, after=after, start=True)
+
+    def _relay(self, turn: Turn, *, after: int, start: bool) -> None:
+        stream_id = turn.generation.id
+        previous = self._relays.pop(stream_id, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.get_running_loop().create_task(self._pump(turn, after, start))
+        self._relays[stream_id] = task
+        task.add_done_callback(
+            lambda _: (
+                self._relays.pop(stream_id, None) if self._relays.get(stream_id) is task else None
+            )
+        )
+
+    async def _pump(self, turn: Turn, after: int, start: bool) -> None:
+        generation = turn.generation
+        generation.subscribe()
+        try:
+            async for batch in turn_frames(turn, after=after, start=start):
+                for seq, frame in batch:
+                    frame["stream_id"] = generation.id
+                    frame["seq"] = seq
+                    await self.send(frame)
+        except (WebSocketDisconnect, RuntimeError):
+            return  # the socket closed under us
+        finally:
+            generation.unsubscribe()
+
+
+def _stream_id(frame: dict[str, Any]) -> str:
+    stream_id = frame.get("stream_id")
+    if not isinstance(stream_id, str) or not stream_id:
+        raise RequestError("'stream_id' must be a non-empty string.", param="stream_id")
+    return stream_id

@@ -16,7 +16,7 @@ from sluice.chat.titles import title_from
 from sluice.chat.window import window
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
-from sluice.errors import RequestError
+from sluice.errors import NotFound, RequestError
 from sluice.store.conversations import Conversation, ConversationStore, Message, new_id
 from sluice.wire.openai_request import chat_request_from_body
 
@@ -121,7 +121,10 @@ class ChatService:
         if turn.messages is not None:
             return self._stateless(turn)
         if turn.conversation_id:
-            conversation = await self.store.conversation(turn.conversation_id)
+            try:
+                conversation = await self.store.conversation(turn.conversation_id)
+            except NotFound as exc:
+                raise NotFound(exc.message, param="conversation_id") from None
             return await self._turn(turn, conversation)
         self._model(turn.model)
         conversation = await self.store.create_conversation(

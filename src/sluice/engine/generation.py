@@ -183,7 +183,11 @@ class Generation:
                 log.append(stream_error_from(self._fatal))
                 self.state = State.FAILED
             else:
-                for index in sorted(self._open_choices):
+                # Every unfinished choice ends `incomplete` — also when it never started.
+                unfinished = self._open_choices or (
+                    set() if self._output_started else set(range(self.request.n))
+                )
+                for index in sorted(unfinished):
                     log.append(Finish("incomplete", index))
                 self._bill_estimate()
                 self.state = State.CANCELLED

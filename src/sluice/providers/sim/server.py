@@ -28,7 +28,7 @@ from sluice.http.asgi import (
 )
 from sluice.providers.sim.options import SimOptions
 from sluice.providers.sim.play import Fault, KeyStats, SimStats, play
-from sluice.providers.sim.script import build_script
+from sluice.providers.sim.script import Script, build_script
 from sluice.wire.errors import error_object
 from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import parse_chat_request
@@ -116,44 +116,55 @@ class SimServer:
             completion_id, created, request.model, include_usage=request.include_usage
         )
         stats.active += 1
-        disconnected = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(_watch(receive, disconnected, key))
+        loop = asyncio.get_running_loop()
+        # The stream and the disconnect listener race; whichever ends first ends the
+        # other, so a client leaving mid-sleep is seen (and counted) at once.
+        player = loop.create_task(self._play(send, script, options, seed, encoder))
+        watcher = loop.create_task(_watch(receive, key))
         outcome = "disconnected"
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            async for step in play(script, options, seed):
-                if disconnected.is_set():
-                    break
-                if step is Fault.DROP:
-                    outcome = "dropped"
-                    raise SimDrop
-                if step is Fault.MALFORMED:
-                    await send({"type": "http.response.body", "body": MALFORMED, "more_body": True})
-                    outcome = "malformed"
-                    break
-                body = encoder.encode(step)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            else:
-                await send({"type": "http.response.body", "body": DONE})
-                outcome = "completed"
+            await asyncio.wait({player, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if player.done():
+                outcome = player.result()
         finally:
             stats.active -= 1
-            watcher.cancel()
+            for task in (player, watcher):
+                task.cancel()
             if outcome == "completed":
                 key.completed += 1
             elif outcome == "disconnected":
                 key.disconnected += 1
-            if outcome == "malformed":
+        if outcome == "dropped":
+            raise SimDrop
+
+    async def _play(
+        self,
+        send: Send,
+        script: Script,
+        options: SimOptions,
+        seed: int | None,
+        encoder: ChunkEncoder,
+    ) -> str:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        async for step in play(script, options, seed):
+            if step is Fault.DROP:
+                return "dropped"
+            if step is Fault.MALFORMED:
+                await send({"type": "http.response.body", "body": MALFORMED, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
+                return "malformed"
+            body = encoder.encode(step)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": DONE})
+        return "completed"
 
 
-async def _watch(receive: Receive, disconnected: asyncio.Event, key: KeyStats) -> None:
+async def _watch(receive: Receive, key: KeyStats) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             # Stamped here, the moment the socket closed, not when the stream next ticks.
             key.disconnected_at.append(time.time())
-            disconnected.set()
             return
 
 

@@ -119,3 +119,40 @@ async def test_a_failed_stream_replays_its_error_on_another_instance(
         async with session.post(f"{second.url}/v1/streams/{stream_id}/cancel") as answer:
             assert answer.status == 200
             assert (await answer.json())["status"] == "failed"
+
+
+async def test_a_chat_stream_resumes_on_another_instance(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    from tests.chat_client import chat
+
+    first, second = pair
+    body = {
+        "message": "resume me elsewhere",
+        "model": "relay",
+        "options": {"sim": {"tokens_per_second": 60}},
+    }
+    cut = await chat(first.url, body, stop_after=6)
+    last = max(int(e.id) for e in cut.events if e.id)
+    stream_id = cut.start["stream_id"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{second.url}/v1/streams/{stream_id}", params={"after": str(last)}
+        ) as response,
+    ):
+        assert response.status == 200
+        decoder = SSEDecoder()
+        rest = []
+        async for piece in response.content.iter_any():
+            rest += decoder.feed(piece)
+    import json
+
+    frames = [json.loads(e.data) for e in rest]
+    assert frames[0]["type"] == "start"
+    assert frames[0]["conversation_id"] == cut.start["conversation_id"]
+    assert int(rest[1].id) == last + 1
+    done = frames[-1]
+    assert done["type"] == "done" and done["finish_reason"] == "stop"
+    text = cut.text + "".join(f["content"] for f in frames if f["type"] == "content")
+    assert text == done["content"]

@@ -156,11 +156,16 @@ class ChatService:
                 Message(new_id(), conversation.id, plan.parent, "user", plan.question)
             )
             parent = stored.id
-        generation = self.engine.start(request, policy="detach")
-        generation.format = "chat"
-        answer = await self.store.add_message(
+        answer_id = new_id()
+        generation = self.engine.start(
+            request,
+            policy="detach",
+            format="chat",
+            context={"conversation_id": conversation.id, "message_id": answer_id},
+        )
+        await self.store.add_message(
             Message(
-                new_id(),
+                answer_id,
                 conversation.id,
                 parent,
                 "assistant",
@@ -170,13 +175,12 @@ class ChatService:
                 stream_id=generation.id,
             )
         )
-        generation.context = {"conversation_id": conversation.id, "message_id": answer.id}
-        saver = Saver(generation, self.store, answer.id, interval=self._save_interval)
+        saver = Saver(generation, self.store, answer_id, interval=self._save_interval)
         self._savers.add(saver)
         saver.task.add_done_callback(lambda _: self._savers.discard(saver))
         if not conversation.title:
             await self.store.update_conversation(conversation.id, title=title_from(plan.question))
-        return Turn(generation, conversation.id, answer.id, model)
+        return Turn(generation, conversation.id, answer_id, model)
 
     async def _plan(self, turn: TurnRequest, conversation_id: str) -> _Plan:
         path = await self.store.path(conversation_id)
@@ -208,8 +212,7 @@ class ChatService:
         request = chat_request_from_body(
             {**(turn.options or {}), "model": model, "messages": messages, "stream": True}
         )
-        generation = self.engine.start(request, policy="detach")
-        generation.format = "chat"
+        generation = self.engine.start(request, policy="detach", format="chat")
         return Turn(generation, None, None, model)
 
     async def settle(self) -> None:

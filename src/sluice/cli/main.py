@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 ConfigOption = Annotated[
@@ -39,13 +40,17 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000].")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1].")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the SQLite store lives [default: ~/.local/share/sluice]."),
+    ] = None,
 ) -> None:
     """Run the gateway: the OpenAI-compatible API, the chat API and the web page."""
     from sluice.http.server import serve as run_server
     from sluice.settings import Settings
 
     try:
-        settings = Settings.load(config, host=host, port=port, workers=workers)
+        settings = Settings.load(config, host=host, port=port, workers=workers, data_dir=data_dir)
         # Build once here so a bad model table fails now, with exit 2, not in a worker.
         from sluice.engine.engine import Engine
 

@@ -94,7 +94,14 @@ class Engine:
     ) -> AsyncIterator[list[Event]]:
         return self._providers[candidate.name].stream(request)
 
-    def start(self, request: ChatRequest, *, policy: DisconnectPolicy = "cancel") -> Generation:
+    def start(
+        self,
+        request: ChatRequest,
+        *,
+        policy: DisconnectPolicy = "cancel",
+        format: str = "openai",
+        context: dict[str, str] | None = None,
+    ) -> Generation:
         self.provider(request.model)  # ModelNotFound before anything starts
         config = self._configs[request.model]
         route = RetryState(
@@ -110,11 +117,21 @@ class Engine:
             timeouts=config.timeouts,
             on_done=self._finished,
         )
+        generation.format = format
+        generation.context = dict(context or {})
         self._generations[generation.id] = generation
         if self.shared is not None:
             shared = self.shared
             shared.begin(
-                StreamMeta(generation.id, request.model, generation.created, request.include_usage)
+                StreamMeta(
+                    generation.id,
+                    request.model,
+                    generation.created,
+                    request.include_usage,
+                    format,
+                    generation.context.get("conversation_id", ""),
+                    generation.context.get("message_id", ""),
+                )
             )
             gid = generation.id
             generation.log.mirror = lambda first, batch, end: shared.publish(gid, first, batch, end)

@@ -64,6 +64,8 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             os.environ[CONFIG_FILE_ENV] = str(config_file)
         os.environ["SLUICE_HOST"] = settings.host
         os.environ["SLUICE_PORT"] = str(settings.port)
+        if settings.data_dir is not None:
+            os.environ["SLUICE_DATA_DIR"] = str(settings.data_dir)
         # uvicorn's supervisor builds plain Servers in the workers, so with N workers a
         # SIGTERM drains through uvicorn's graceful timeout (drain_seconds) rather than
         # the gateway's drain: streams still finish, but ones cut at the deadline get no

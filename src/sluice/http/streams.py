@@ -32,6 +32,7 @@ from sluice.http.asgi import (
 from sluice.http.chat import relay_turn
 from sluice.http.watch import ResponseWatch
 from sluice.store.shared_log import RedisEventLogs, StreamMeta
+from sluice.wire.chat_frames import ChatFrames, sse
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
 from sluice.wire.sse import encode_comment
 
@@ -127,7 +128,9 @@ class Streams:
         meta = await shared.meta(stream_id)
         if meta is None:
             return False
-        if action == "" and scope["method"] == "GET":
+        if action == "" and scope["method"] == "GET" and meta.format == "chat":
+            await self._replay_shared_chat(shared, meta, _after(scope), receive, send)
+        elif action == "" and scope["method"] == "GET":
             await self._replay_shared(shared, meta, _after(scope), receive, send)
         elif action == "cancel" and scope["method"] == "POST":
             await self._cancel_shared(shared, meta, send)
@@ -177,6 +180,50 @@ class Streams:
                     break
             failed = type(last) is StreamError
             await send({"type": "http.response.body", "body": b"" if failed else DONE})
+        finally:
+            watch.stop()
+
+    async def _replay_shared_chat(
+        self,
+        shared: RedisEventLogs,
+        meta: StreamMeta,
+        after: int,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """A /chat stream owned by another instance, in the chat protocol. Its done frame
+        has no timings: those live in the owner's memory (and in the stored message)."""
+        frames = ChatFrames(
+            meta.id, meta.conversation_id or None, meta.message_id or None, meta.model
+        )
+        watch = ResponseWatch(EventLog(), receive, self._keepalive)
+        try:
+            headers = [*SSE_HEADERS, (b"x-sluice-stream-id", meta.id.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": sse(frames.start()), "more_body": True}
+            )
+            last = 0
+            async for entry in shared.entries(meta.id):
+                if watch.disconnected:
+                    return
+                parts = []
+                for seq, event in enumerate(entry.events, entry.first):
+                    frame = frames.frame(event)  # earlier events still rebuild the text
+                    last = seq
+                    if frame is not None and seq > after:
+                        parts.append(sse(frame, seq))
+                if parts:
+                    watch.wrote()
+                    body = b"".join(parts)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                elif watch.ping_due:
+                    watch.wrote()
+                    await send({"type": "http.response.body", "body": PING, "more_body": True})
+                if entry.end:
+                    break
+            tail = b"" if frames.failed else sse(frames.done(None), last)
+            await send({"type": "http.response.body", "body": tail})
         finally:
             watch.stop()
 

@@ -37,6 +37,10 @@ class StreamMeta:
     model: str
     created: int
     include_usage: bool
+    #: "openai" or "chat": the protocol a replay speaks.
+    format: str = "openai"
+    conversation_id: str = ""
+    message_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,9 @@ class RedisEventLogs:
                     "model": meta.model,
                     "created": meta.created,
                     "include_usage": int(meta.include_usage),
+                    "format": meta.format,
+                    "conversation_id": meta.conversation_id,
+                    "message_id": meta.message_id,
                 }
                 pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
                 pipe.expire(key, self._running_ttl)
@@ -142,6 +149,9 @@ class RedisEventLogs:
             raw[b"model"].decode(),
             int(raw[b"created"]),
             raw[b"include_usage"] == b"1",
+            raw.get(b"format", b"openai").decode(),
+            raw.get(b"conversation_id", b"").decode(),
+            raw.get(b"message_id", b"").decode(),
         )
 
     async def entries(self, stream_id: str, block_ms: int = 1000) -> AsyncIterator[Entry]:

@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 
 services:
 	./scripts/services.sh
+	./scripts/browser.sh
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests

@@ -13,13 +13,15 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
 
 from sluice.chat.service import ChatService
 from sluice.engine.engine import Engine
@@ -37,6 +39,8 @@ from sluice.store.database import create_engine, database_url, migrate
 from sluice.wire.errors import error_object
 
 logger = logging.getLogger("sluice.http")
+
+STATIC = Path(__file__).parent / "static"
 
 SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.", retry_after=1)
 
@@ -173,6 +177,12 @@ def build_api(gateway: Gateway) -> FastAPI:
         )
 
     api.include_router(build_router(gateway.store, gateway.engine))
+    # The web chat page: plain files shipped in the package, no build step, no CDN.
+    api.mount("/static", StaticFiles(directory=STATIC, html=False), name="static")
+
+    @api.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @api.websocket("/ws")
     async def chat_socket(websocket: WebSocket) -> None:

@@ -131,14 +131,15 @@ async def test_500_streams_with_disconnects_and_failures(
     load_gateway: ServerProcess, upstream: ServerProcess
 ) -> None:
     process = psutil.Process(load_gateway.pid)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        # A first full round warms everything up (imports, pools, the allocator's working
-        # set); its settled size is the baseline the measured round must come back to.
+    # A first full round warms everything up (imports, pools, the allocator's working
+    # set); its settled size is the baseline the measured round must come back to. Each
+    # round has its own client pool: uvicorn closes idle connections after 5 s, which
+    # would race a pooled connection reused after the pause.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(run_one(session, load_gateway.url, p) for p in plans(seed=0)))
         await settle(session, load_gateway)
-        baseline = process.memory_info().rss
-
+    baseline = process.memory_info().rss
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         peak_active = 0
 
         async def watch_upstream() -> None:

@@ -8,7 +8,10 @@
     │   ├── BodyTooLarge                                                  413
     │   ├── ModelNotFound                                                 404
     │   └── NotFound             an unknown stream, conversation …        404
+    ├── AuthenticationError      no or a wrong key / session              401
+    ├── PermissionDenied         a key that may not do this               403
     ├── RateLimited              the gateway's own limits                 429
+    │   └── BudgetExceeded       a key's token / cost budget is spent     429
     ├── ShuttingDown             the server is draining                   503
     └── UpstreamError            the model provider failed                502
         ├── UpstreamUnavailable  refused / unreachable / 503              502, 503
@@ -74,11 +77,40 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class AuthenticationError(SluiceError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(SluiceError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
 class RateLimited(SluiceError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        #: x-ratelimit-* headers, as OpenAI sends them.
+        self.headers = headers or []
+
+
+class BudgetExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+    retryable = False
 
 
 class ShuttingDown(SluiceError):
@@ -125,10 +157,13 @@ class UpstreamTimeout(UpstreamError):
 
 
 __all__ = [
+    "AuthenticationError",
     "BodyTooLarge",
+    "BudgetExceeded",
     "ConfigError",
     "ModelNotFound",
     "NotFound",
+    "PermissionDenied",
     "RateLimited",
     "RequestError",
     "ShuttingDown",

@@ -68,6 +68,18 @@ class RetryPolicy(BaseModel):
     max_retry_after: float = Field(default=5.0, ge=0)
 
 
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Currency units per million prompt tokens.
+    input: float = Field(ge=0)
+    #: Currency units per million completion tokens.
+    output: float = Field(ge=0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
 class ModelConfig(BaseModel):
     """One model clients can ask for, and how to reach it."""
 
@@ -90,6 +102,8 @@ class ModelConfig(BaseModel):
     failover: bool = False
     #: Tokens of history + new message the chat API sends this model per turn.
     context_tokens: int = Field(default=8192, ge=256)
+    #: Price per million tokens, for cost budgets: {input = 2.5, output = 10.0}.
+    price: Price | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -171,6 +185,14 @@ class Settings(BaseSettings):
     #: Where the default SQLite store and other state live.
     data_dir: Path | None = None
     database_url: SecretStr | None = None
+    #: Guards the admin API; with it (or any API key) set, every endpoint needs a key.
+    master_key: SecretStr | None = None
+    #: Origins (scheme://host[:port]) allowed to call from a browser; same-origin always.
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Browser sessions last this long, renewed on use.
+    session_seconds: float = Field(default=3600.0, gt=0)
+    #: Serve on a non-loopback address with no authentication (explicit opt-in).
+    insecure_no_auth: bool = False
     #: The model the chat API and the web page use when none is named.
     default_model: str | None = None
     redis_url: SecretStr | None = None

@@ -17,8 +17,10 @@ from sluice.chat.window import window
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.errors import NotFound, RequestError
+from sluice.policy.access import OPEN, Principal
+from sluice.policy.quota import Quota, Ticket
 from sluice.store.conversations import Conversation, ConversationStore, Message, new_id
-from sluice.wire.openai_request import chat_request_from_body
+from sluice.wire.openai_request import ChatRequest, chat_request_from_body
 
 #: Options a turn may set on the model call (the rest of the OpenAI body is the gateway's).
 TURN_OPTIONS = {
@@ -106,9 +108,17 @@ class Turn:
 
 
 class ChatService:
-    def __init__(self, engine: Engine, store: ConversationStore, *, save_interval: float = 1.0):
+    def __init__(
+        self,
+        engine: Engine,
+        store: ConversationStore,
+        *,
+        quota: Quota | None = None,
+        save_interval: float = 1.0,
+    ) -> None:
         self.engine = engine
         self.store = store
+        self._quota = quota
         self._save_interval = save_interval
         self._savers: set[Saver] = set()
 
@@ -117,27 +127,43 @@ class ChatService:
         self.engine.provider(model)  # 404 for an unknown model, before anything is stored
         return model
 
-    async def start(self, turn: TurnRequest) -> Turn:
+    async def _admit(
+        self, principal: Principal, request: ChatRequest
+    ) -> tuple[Ticket | None, int | None]:
+        if self._quota is None:
+            return None, None
+        ticket = await self._quota.admit(
+            principal, request.model, request.messages, request.max_tokens
+        )
+        return ticket, ticket.allowance
+
+    def _meter(self, generation: Generation, principal: Principal, ticket: Ticket | None) -> None:
+        if self._quota is not None and ticket is not None:
+            self._quota.meter(generation, principal, ticket)
+
+    async def start(self, turn: TurnRequest, principal: Principal = OPEN) -> Turn:
         if turn.messages is not None:
-            return self._stateless(turn)
+            return await self._stateless(turn, principal)
         if turn.conversation_id:
             try:
                 conversation = await self.store.conversation(turn.conversation_id)
             except NotFound as exc:
                 raise NotFound(exc.message, param="conversation_id") from None
-            return await self._turn(turn, conversation)
+            return await self._turn(turn, conversation, principal)
         self._model(turn.model)
         conversation = await self.store.create_conversation(
             system_prompt=turn.system, model=turn.model, options=turn.options or {}
         )
         try:
-            return await self._turn(turn, conversation)
+            return await self._turn(turn, conversation, principal)
         except Exception:
             # A first turn that could not start leaves no empty conversation behind.
             await self.store.delete_conversation(conversation.id)
             raise
 
-    async def _turn(self, turn: TurnRequest, conversation: Conversation) -> Turn:
+    async def _turn(
+        self, turn: TurnRequest, conversation: Conversation, principal: Principal
+    ) -> Turn:
         model = self._model(turn.model, conversation.model)
         system = turn.system if turn.system is not None else conversation.system_prompt
         options = {**conversation.options, **(turn.options or {})}
@@ -150,6 +176,8 @@ class ChatService:
         request = chat_request_from_body(
             {**options, "model": model, "messages": messages, "stream": True}
         )
+        # Admitted (key, limits, budget) before anything is stored.
+        ticket, allowance = await self._admit(principal, request)
         parent = plan.reuse
         if parent is None:
             stored = await self.store.add_message(
@@ -162,7 +190,9 @@ class ChatService:
             policy="detach",
             format="chat",
             context={"conversation_id": conversation.id, "message_id": answer_id},
+            allowance=allowance,
         )
+        self._meter(generation, principal, ticket)
         await self.store.add_message(
             Message(
                 answer_id,
@@ -204,7 +234,7 @@ class ChatService:
         assert turn.message is not None
         return _Plan(path, turn.message, path[-1].id if path else None, None)
 
-    def _stateless(self, turn: TurnRequest) -> Turn:
+    async def _stateless(self, turn: TurnRequest, principal: Principal) -> Turn:
         model = self._model(turn.model)
         messages = list(turn.messages or [])
         if turn.system:
@@ -212,7 +242,9 @@ class ChatService:
         request = chat_request_from_body(
             {**(turn.options or {}), "model": model, "messages": messages, "stream": True}
         )
-        generation = self.engine.start(request, policy="detach", format="chat")
+        ticket, allowance = await self._admit(principal, request)
+        generation = self.engine.start(request, policy="detach", format="chat", allowance=allowance)
+        self._meter(generation, principal, ticket)
         return Turn(generation, None, None, model)
 
     async def settle(self) -> None:

@@ -101,6 +101,7 @@ class Engine:
         policy: DisconnectPolicy = "cancel",
         format: str = "openai",
         context: dict[str, str] | None = None,
+        allowance: int | None = None,
     ) -> Generation:
         self.provider(request.model)  # ModelNotFound before anything starts
         config = self._configs[request.model]
@@ -119,6 +120,7 @@ class Engine:
         )
         generation.format = format
         generation.context = dict(context or {})
+        generation.allowance = allowance
         self._generations[generation.id] = generation
         if self.shared is not None:
             shared = self.shared

@@ -30,7 +30,7 @@ from dataclasses import replace
 from sluice.engine.deadlines import Deadlines
 from sluice.engine.log import EventLog
 from sluice.engine.retry import Candidate, RetryState, Step
-from sluice.errors import SluiceError, UpstreamError, UpstreamTimeout
+from sluice.errors import BudgetExceeded, SluiceError, UpstreamError, UpstreamTimeout
 from sluice.events import (
     Event,
     Failover,
@@ -54,6 +54,7 @@ CONTINUE_PROMPT = (
 )
 
 _OUTPUT = (TextDelta, ReasoningDelta, ToolCallDelta, Finish)
+_TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
 
 #: Receives each batch as the generation appends it (see Generation.attach).
 Sink = Callable[[list[Event]], Awaitable[None]]
@@ -100,6 +101,11 @@ class Generation:
         self.format = "openai"
         #: Edge-specific ids replays need (the chat API's conversation and message).
         self.context: dict[str, str] = {}
+        #: Called once when the answer ends (usage metering, limits).
+        self.on_finish: list[Callable[[Generation], None]] = []
+        #: Completion tokens this answer may still produce (a key's budget), or None.
+        self.allowance: int | None = None
+        self._produced = 0
         self.route = route
         self._open = open_attempt
         self._on_done = on_done
@@ -206,6 +212,11 @@ class Generation:
             log.close()
             if self._on_done is not None:
                 self._on_done(self)
+            for callback in self.on_finish:
+                try:
+                    callback(self)
+                except Exception:
+                    logger.exception("an on_finish callback of %s failed", self.id)
 
     def _failover(self, failed: Step, error: UpstreamError) -> Step | None:
         """Mid-answer failure: continue on the next model, if this one opted in, by
@@ -289,6 +300,12 @@ class Generation:
                 self._output_started = deadlines.streaming = True
                 self.first_token_at = now
                 batch, held = held + batch, []
+            if self.allowance is not None:
+                self._produced += sum(1 for event in batch if type(event) in _TOKENS)
+                if self._produced > self.allowance:
+                    raise BudgetExceeded(
+                        "This API key's budget ran out during the answer; it was cut short."
+                    )
             for event in batch:
                 kind = type(event)
                 if kind is RoleStart:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.asyncio as redis
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -26,16 +27,23 @@ from starlette.staticfiles import StaticFiles
 from sluice.chat.service import ChatService
 from sluice.engine.engine import Engine
 from sluice.errors import ShuttingDown, SluiceError
+from sluice.http.admin import build_router as build_access_router
 from sluice.http.asgi import Receive, Scope, Send, send_error
 from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
+from sluice.http.gate import Gate
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.ws import ChatSocket
+from sluice.policy.access import Access
+from sluice.policy.limits import RateLimits
+from sluice.policy.quota import Quota
+from sluice.policy.sessions import MemorySessions, RedisSessions, Sessions
 from sluice.settings import Settings
 from sluice.store.conversations import SQLStore
 from sluice.store.database import create_engine, database_url, migrate
+from sluice.store.keys import KeyStore
 from sluice.wire.errors import error_object
 
 logger = logging.getLogger("sluice.http")
@@ -71,16 +79,29 @@ class Gateway:
         self.engine = engine or Engine(settings)
         self.started = time.time()
         self.draining = False
+        secret = settings.database_url.get_secret_value() if settings.database_url else None
+        self.store = SQLStore(create_engine(database_url(secret, settings.data_dir)))
+        self.keys = KeyStore(self.store.engine)
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+        sessions: Sessions = (
+            RedisSessions(redis.Redis.from_url(redis_url), settings.session_seconds)
+            if redis_url
+            else MemorySessions(settings.session_seconds)
+        )
+        master = settings.master_key.get_secret_value() if settings.master_key else None
+        self.access = Access(self.keys, master, sessions)
+        self.gate = Gate(self.access, settings.cors_origins)
+        self.limits = RateLimits(redis_url)
+        self.quota = Quota(self.keys, self.limits, {m.name: m for m in settings.models})
         self.completions = ChatCompletions(
             self.engine,
+            self.quota,
             max_body_bytes=settings.max_body_bytes,
             keepalive_seconds=settings.keepalive_seconds,
             send_timeout_seconds=settings.send_timeout_seconds,
         )
         self.streams = Streams(self.engine, keepalive_seconds=settings.keepalive_seconds)
-        secret = settings.database_url.get_secret_value() if settings.database_url else None
-        self.store = SQLStore(create_engine(database_url(secret, settings.data_dir)))
-        self.chat = ChatService(self.engine, self.store)
+        self.chat = ChatService(self.engine, self.store, quota=self.quota)
         self.chat_endpoint = ChatEndpoint(
             self.chat,
             max_body_bytes=settings.max_body_bytes,
@@ -98,7 +119,15 @@ class Gateway:
             logger.warning("marked %d answer(s) interrupted by a restart as incomplete", recovered)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http":
+            wrapped = await self.gate.cors(scope, send)
+            if wrapped is None:
+                return  # a preflight, answered
+            send = wrapped
+        if kind in ("http", "websocket") and not await self.gate.admit(scope, receive, send):
+            return
+        if kind == "http":
             path = scope["path"]
             if self.draining and not path.startswith(("/health", STREAMS_PREFIX)):
                 await send_error(send, SHUTTING_DOWN)
@@ -128,6 +157,8 @@ class Gateway:
     async def aclose(self) -> None:
         await self.engine.aclose()
         await self.chat.settle()
+        await self.quota.settle()
+        await self.limits.aclose()
         await self.store.aclose()
 
 
@@ -177,6 +208,14 @@ def build_api(gateway: Gateway) -> FastAPI:
         )
 
     api.include_router(build_router(gateway.store, gateway.engine))
+    api.include_router(
+        build_access_router(
+            gateway.keys,
+            gateway.access,
+            {m.name for m in gateway.engine.models()},
+            gateway.settings.session_seconds,
+        )
+    )
     # The web chat page: plain files shipped in the package, no build step, no CDN.
     api.mount("/static", StaticFiles(directory=STATIC, html=False), name="static")
 

@@ -95,7 +95,8 @@ def retry_headers(retry_after: float | None) -> list[tuple[bytes, bytes]]:
 async def send_error(send: Send, error: SluiceError | StreamError) -> None:
     """An OpenAI-shaped error response (the status is still ours to choose)."""
     body = stream_error_body(error) if isinstance(error, StreamError) else error_body(error)
-    await send_json(send, error.status, body, retry_headers(error.retry_after))
+    extra: list[tuple[bytes, bytes]] = list(getattr(error, "headers", []))
+    await send_json(send, error.status, body, [*retry_headers(error.retry_after), *extra])
 
 
 def json_dumps(value: Any) -> bytes:

@@ -24,6 +24,7 @@ from sluice.http.asgi import (
     read_body,
     send_error,
 )
+from sluice.http.gate import principal_of
 from sluice.http.watch import ResponseWatch
 from sluice.wire.chat_frames import ChatFrames, Frame, TurnMetrics, sse
 from sluice.wire.sse import encode_comment
@@ -47,7 +48,7 @@ class ChatEndpoint:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"The request body is not valid JSON: {exc}") from None
-            turn = await self._chat.start(parse_turn(data))
+            turn = await self._chat.start(parse_turn(data), principal_of(scope))
         except ClientDisconnected:
             return
         except SluiceError as exc:

@@ -29,7 +29,9 @@ from sluice.http.asgi import (
     send_error,
     send_json,
 )
+from sluice.http.gate import principal_of
 from sluice.http.watch import ResponseWatch
+from sluice.policy.quota import Quota
 from sluice.settings import DisconnectPolicy
 from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import ChatRequest, parse_chat_request
@@ -42,12 +44,14 @@ class ChatCompletions:
     def __init__(
         self,
         engine: Engine,
+        quota: Quota,
         *,
         max_body_bytes: int,
         keepalive_seconds: float,
         send_timeout_seconds: float | None = None,
     ) -> None:
         self._engine = engine
+        self._quota = quota
         self._limit = max_body_bytes
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
@@ -60,7 +64,13 @@ class ChatCompletions:
             raw = await read_body(receive, self._limit, content_length(scope))
             request = parse_chat_request(raw)
             policy = disconnect_policy(scope)
-            generation = self._engine.start(request, policy=policy)
+            self._engine.provider(request.model)  # 404 before any quota is spent
+            principal = principal_of(scope)
+            ticket = await self._quota.admit(
+                principal, request.model, request.messages, request.max_tokens
+            )
+            generation = self._engine.start(request, policy=policy, allowance=ticket.allowance)
+            self._quota.meter(generation, principal, ticket)
         except ClientDisconnected:
             return
         except SluiceError as exc:
@@ -70,9 +80,9 @@ class ChatCompletions:
         watcher = ResponseWatch(generation.log, receive, self._keepalive, self._send_timeout)
         try:
             if request.stream:
-                await self._relay(generation, request, watcher, send)
+                await self._relay(generation, request, watcher, send, ticket.headers)
             else:
-                await self._respond(generation, request, watcher, send)
+                await self._respond(generation, request, watcher, send, ticket.headers)
         except asyncio.CancelledError:
             if not watcher.stalled:
                 raise
@@ -86,7 +96,12 @@ class ChatCompletions:
             generation.unsubscribe()
 
     async def _relay(
-        self, generation: Generation, request: ChatRequest, watcher: ResponseWatch, send: Send
+        self,
+        generation: Generation,
+        request: ChatRequest,
+        watcher: ResponseWatch,
+        send: Send,
+        extra: list[tuple[bytes, bytes]],
     ) -> None:
         log = generation.log
         events = log.events
@@ -103,7 +118,7 @@ class ChatCompletions:
         if type(first) is StreamError:
             await send_error(send, first)
             return
-        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
+        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode()), *extra]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         encoder = ChunkEncoder(
             generation.completion_id,
@@ -145,7 +160,12 @@ class ChatCompletions:
         await send({"type": "http.response.body", "body": b"" if failed else DONE})
 
     async def _respond(
-        self, generation: Generation, request: ChatRequest, watcher: ResponseWatch, send: Send
+        self,
+        generation: Generation,
+        request: ChatRequest,
+        watcher: ResponseWatch,
+        send: Send,
+        extra: list[tuple[bytes, bytes]],
     ) -> None:
         log = generation.log
         while not log.closed:
@@ -162,7 +182,7 @@ class ChatCompletions:
             generation.completion_id, generation.created, request.model, request.n
         )
         await send_json(
-            send, 200, json_dumps(body), [(b"x-sluice-stream-id", generation.id.encode())]
+            send, 200, json_dumps(body), [(b"x-sluice-stream-id", generation.id.encode()), *extra]
         )
 
 

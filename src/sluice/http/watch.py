@@ -71,10 +71,15 @@ class ResponseWatch:
         if self._send_timeout and started is not None and now - started > self._send_timeout:
             self._cut_off()
             return
-        if now - self._last_write >= self._keepalive * 0.99:
+        idle = now - self._last_write
+        if idle >= self._keepalive * 0.99:
             self.ping_due = True
             self._log.wake()
-        self._handle = asyncio.get_running_loop().call_later(self._interval, self._tick)
+            idle = 0.0
+        # Next look: when a full keep-alive interval of silence would have passed (or
+        # sooner, for the send timeout).
+        delay = max(0.01, min(self._interval, self._keepalive - idle))
+        self._handle = asyncio.get_running_loop().call_later(delay, self._tick)
 
     def _cut_off(self) -> None:
         logger.warning("client too slow: no progress for %.0f s, cut off", self._send_timeout)

@@ -22,6 +22,7 @@ from sluice.chat.service import ChatService, Turn, parse_turn
 from sluice.engine.engine import Engine
 from sluice.errors import RequestError, SluiceError
 from sluice.http.chat import turn_frames
+from sluice.http.gate import principal_of
 
 logger = logging.getLogger("sluice.http")
 
@@ -86,7 +87,7 @@ class ChatSocket:
         kind = frame.pop("type", None)
         try:
             if kind == "chat":
-                turn = await self._chat.start(parse_turn(frame))
+                turn = await self._chat.start(parse_turn(frame), principal_of(self._ws.scope))
                 self._relay(turn, after=0, start=True)
             elif kind == "stop":
                 await self._stop(_stream_id(frame))

@@ -60,3 +60,38 @@ messages = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    #: sha256 of the key: the key itself is shown once and never stored.
+    Column("hash", String(64), nullable=False, unique=True),
+    #: The first characters, so people can tell their keys apart.
+    Column("prefix", String(16), nullable=False),
+    Column("models", JSON),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("max_concurrent", Integer),
+    Column("budget_tokens", Integer),
+    Column("budget_cost", Float),
+    Column("budget_period", String(8)),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32)),
+    Column("model", String(200), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost", Float),
+    Column("estimated", Boolean, nullable=False),
+    Column("stream_id", String(64)),
+    Column("at", Float, nullable=False),
+)

@@ -81,8 +81,15 @@ class RateLimits:
             if not allowed:
                 raise _limited("requests per minute", key.rpm, stats.reset_time, admission)
         if key.tpm:
+            if estimated_tokens > key.tpm:
+                raise RateLimited(
+                    f"Request too large for tokens per minute: about {estimated_tokens} "
+                    f"tokens asked (prompt + max_tokens), limit {key.tpm}.",
+                    code="rate_limit_exceeded",
+                    headers=admission.headers,
+                )
             item = RateLimitItemPerMinute(key.tpm)
-            cost = max(1, min(estimated_tokens, key.tpm))
+            cost = max(1, estimated_tokens)
             allowed = await self._window.hit(item, key.id, "tokens", cost=cost)
             stats = await self._window.get_window_stats(item, key.id, "tokens")
             admission.headers += _headers("tokens", key.tpm, stats.remaining, stats.reset_time)

@@ -17,26 +17,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import AuthenticationError, PermissionDenied, RequestError
 from sluice.http.gate import PRINCIPAL, SESSION_COOKIE, cookie
+from sluice.http.validation import Count, Text
 from sluice.policy.access import Access, Principal
 from sluice.store.keys import KeyStore
 
 
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    models: list[str] | None = None
-    rpm: Annotated[int, Field(ge=1)] | None = None
-    tpm: Annotated[int, Field(ge=1)] | None = None
-    max_concurrent: Annotated[int, Field(ge=1)] | None = None
-    budget_tokens: Annotated[int, Field(ge=1)] | None = None
-    budget_cost: Annotated[float, Field(gt=0)] | None = None
+    name: Annotated[Text, Field(min_length=1, max_length=200)]
+    models: list[Text] | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
+    max_concurrent: Count | None = None
+    budget_tokens: Count | None = None
+    budget_cost: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     period: Literal["day", "month"] | None = None
     expires: dt.date | dt.datetime | None = None
 
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: Annotated[str, Field(min_length=1, max_length=500)]
+    key: Annotated[Text, Field(min_length=1, max_length=500)]
 
 
 def expiry(value: dt.date | dt.datetime | None) -> float | None:

@@ -33,6 +33,7 @@ from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
 from sluice.http.gate import Gate
+from sluice.http.openapi_docs import ERRORS, document
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.ws import ChatSocket
@@ -182,7 +183,9 @@ def build_api(gateway: Gateway) -> FastAPI:
         default_response_class=ORJSONResponse,
         docs_url="/docs",
         redoc_url=None,
+        responses=ERRORS,
     )
+    document(api)
 
     @api.exception_handler(SluiceError)
     async def sluice_error(request: Request, exc: SluiceError) -> ORJSONResponse:

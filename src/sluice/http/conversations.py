@@ -11,25 +11,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.engine.engine import Engine
 from sluice.errors import RequestError
+from sluice.http.validation import JsonObject, Text
 from sluice.store.conversations import Conversation, ConversationStore, Message
 
 
 class NewConversation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(default="", max_length=500)
-    system_prompt: str | None = None
-    model: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    title: Text = Field(default="", max_length=500)
+    system_prompt: Text | None = None
+    model: Text | None = None
+    options: JsonObject = Field(default_factory=dict)
 
 
 class ConversationChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, max_length=500)
-    system_prompt: str | None = None
-    model: str | None = None
-    options: dict[str, Any] | None = None
+    title: Text | None = Field(default=None, max_length=500)
+    system_prompt: Text | None = None
+    model: Text | None = None
+    options: JsonObject | None = None
     #: Show another branch: the id of the message to make the conversation's tip.
-    leaf_id: str | None = None
+    leaf_id: Text | None = None
 
 
 def conversation_object(conversation: Conversation) -> dict[str, Any]:

@@ -57,7 +57,7 @@ class _StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class _Body(_Strict):
+class ChatCompletionBody(_Strict):
     model: Annotated[str, Field(min_length=1)]
     messages: Annotated[list[_Message], Field(min_length=1)]
     stream: bool | None = False
@@ -112,7 +112,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
 
 def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
     try:
-        parsed = _Body.model_validate(body)
+        parsed = ChatCompletionBody.model_validate(body)
     except ValidationError as exc:
         error = exc.errors()[0]
         param = _param(error["loc"], body, error["type"] == "missing")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +128,11 @@ name = "dead"
 provider = "openai"
 base_url = "http://127.0.0.1:{dead_port}/v1"
 """
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Nothing the suite starts may write into the real user data directory.
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="sluice-test-data-")
 
 
 @pytest.fixture(scope="session")

@@ -88,9 +88,10 @@ def running(
     port: int | None = None,
 ) -> Iterator[ServerProcess]:
     port = port or free_port()
-    server = ServerProcess(
-        [*args, "--port", str(port)], port, tmp / f"{name}.log", env or base_env()
-    )
+    env = dict(env or base_env())
+    # Each server keeps its conversations in its own SQLite file unless told otherwise.
+    env.setdefault("SLUICE_DATA_DIR", str(tmp / f"{name}-data"))
+    server = ServerProcess([*args, "--port", str(port)], port, tmp / f"{name}.log", env)
     server.start(health)
     try:
         yield server

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import aiohttp
 import pytest
 import websockets
 
-from tests.servers import ServerProcess, base_env, running
+from tests.servers import ServerProcess, base_env, free_port, running
 
 MASTER = "sk-master-" + "x" * 24
 
@@ -259,3 +261,46 @@ async def test_secrets_never_reach_the_logs(secured: ServerProcess) -> None:
     assert key["key"][8:] not in log
     assert MASTER not in log
     assert "y" * 40 not in log
+
+
+def test_non_loopback_start_without_auth_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=base_env(SLUICE_DATA_DIR=str(tmp_path)),
+    )
+    assert result.returncode == 2
+    assert "no authentication" in result.stderr
+    assert "--insecure-no-auth" in result.stderr
+
+
+def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
+    env = base_env(SLUICE_DATA_DIR=str(tmp_path))
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sluice", "keys", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    created = keys(
+        "create", "--name", "ci", "--rpm", "5", "--budget-tokens", "100", "--period", "day"
+    )
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("sk-") and len(secret) > 40
+    listed = keys("list")
+    assert "ci" in listed.stdout and "rpm=5" in listed.stdout and "budget=100/day" in listed.stdout
+    assert secret not in listed.stdout
+    key_id = listed.stdout.split()[0]
+    assert keys("revoke", key_id).returncode == 0
+    assert "revoked" in keys("list").stdout
+    bad = keys("create", "--name", "x", "--budget-tokens", "5")
+    assert bad.returncode == 2 and "--period" in bad.stderr
+    # With a key in the store, a non-loopback start is no longer refused for lack of auth.
+    assert keys("create", "--name", "live").returncode == 0

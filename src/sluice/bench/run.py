@@ -133,7 +133,11 @@ def _process(
         [sys.executable, "-m", module, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
+            # The benchmark's gateway keeps its store out of the user's data directory.
+            "SLUICE_DATA_DIR": os.path.join(tempfile.gettempdir(), "sluice-bench"),
+        },
     )
     try:
         _wait(health, process)

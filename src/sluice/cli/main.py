@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sluice.errors import ConfigError, SluiceError
+
+if TYPE_CHECKING:
+    from sluice.settings import Settings
 
 app = typer.Typer(
     name="sluice",
@@ -44,20 +47,61 @@ def serve(
         Path | None,
         typer.Option(help="Where the SQLite store lives [default: ~/.local/share/sluice]."),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow a non-loopback address with no authentication configured.",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway: the OpenAI-compatible API, the chat API and the web page."""
     from sluice.http.server import serve as run_server
     from sluice.settings import Settings
 
     try:
-        settings = Settings.load(config, host=host, port=port, workers=workers, data_dir=data_dir)
+        settings = Settings.load(
+            config,
+            host=host,
+            port=port,
+            workers=workers,
+            data_dir=data_dir,
+            insecure_no_auth=insecure_no_auth or None,
+        )
         # Build once here so a bad model table fails now, with exit 2, not in a worker.
         from sluice.engine.engine import Engine
 
         Engine(settings)
+        refuse_open_exposure(settings)
     except ConfigError as exc:
         raise fail(exc.message, 2) from None
     run_server(settings, config)
+
+
+def refuse_open_exposure(settings: Settings) -> None:
+    """No authentication on an address others can reach is a mistake, not a default."""
+    from sluice.cli.keys import any_authentication
+
+    if is_loopback(settings.host) or settings.insecure_no_auth:
+        return
+    if not any_authentication(settings):
+        raise ConfigError(
+            f"refusing to serve on {settings.host} with no authentication: anyone who can "
+            "reach it could spend your upstream credits. Set SLUICE_MASTER_KEY or create a "
+            "key with `sluice keys create`, bind 127.0.0.1, or pass --insecure-no-auth if "
+            "you really mean it"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()
@@ -139,6 +183,14 @@ def bench(
     except RuntimeError as exc:
         raise fail(str(exc), 1) from None
     typer.echo(report.render())
+
+
+# chat, ask and history: the terminal client (cli/terminal.py); keys: cli/keys.py.
+from sluice.cli.keys import keys_app  # noqa: E402
+from sluice.cli.terminal import register as _register_terminal  # noqa: E402
+
+_register_terminal(app)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

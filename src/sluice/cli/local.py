@@ -1,0 +1,177 @@
+"""The in-process backend: the embedded engine and the default store, no server.
+
+The store is the one ``sluice serve`` uses with the same settings (SQLite in the data
+directory, or ``SLUICE_DATABASE_URL``), so the terminal and the web page share
+conversations. It is opened (and migrated) only when a command needs it: ``sluice ask``
+is stateless and never touches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import orjson
+
+from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.cli.backend import CliError, ConversationInfo, Frame, MessageInfo, cli_error
+from sluice.engine.engine import Engine
+from sluice.errors import SluiceError
+from sluice.http.chat import turn_frames
+from sluice.settings import Settings
+from sluice.store.conversations import Conversation, Message, SQLStore
+from sluice.store.database import create_engine, database_url, default_data_dir, migrate
+from sluice.wire.openai_chunks import ChunkEncoder
+from sluice.wire.openai_request import chat_request_from_body
+
+
+class LocalTurn:
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+
+    async def frames(self) -> AsyncGenerator[Frame, None]:
+        async for batch in turn_frames(self.turn, after=0, start=True):
+            for _, frame in batch:
+                yield frame
+
+    async def stop(self) -> None:
+        # Chat turns are detached generations: nobody's leaving cancels them, so stop
+        # says so explicitly. The partial answer is saved as `incomplete`.
+        self.turn.generation.cancel()
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine(settings)
+        secret = settings.database_url.get_secret_value() if settings.database_url else None
+        self._url = database_url(secret, settings.data_dir)
+        self.where = (
+            "the database at SLUICE_DATABASE_URL"
+            if secret
+            else str((settings.data_dir or default_data_dir()) / "sluice.db")
+        )
+        self._store: SQLStore | None = None
+        self._chat: ChatService | None = None
+
+    async def _service(self) -> ChatService:
+        if self._chat is None:
+            store = SQLStore(create_engine(self._url))
+            try:
+                await migrate(store.engine)
+                # Answers a crashed terminal or server left `streaming`: only old ones,
+                # so a gateway running on the same store keeps its live answers.
+                await store.recover_interrupted(30.0)
+            except Exception as exc:  # any driver or file error: the store is unusable
+                await store.aclose()
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CliError(
+                    f"cannot open the conversation store ({self.where}): {reason}; "
+                    "check --data-dir or SLUICE_DATABASE_URL"
+                ) from None
+            self._store = store
+            self._chat = ChatService(self.engine, store)
+        return self._chat
+
+    async def models(self) -> list[str]:
+        return [m.name for m in self.engine.models()]
+
+    async def default_model(self) -> str:
+        return self.engine.default_model
+
+    async def turn(self, body: dict[str, Any]) -> LocalTurn:
+        chat = await self._service()
+        try:
+            return LocalTurn(await chat.start(parse_turn(body)))
+        except SluiceError as exc:
+            raise cli_error(exc, models=await self.models()) from None
+
+    async def chunks(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            request = chat_request_from_body(
+                {**body, "stream": True, "stream_options": {"include_usage": True}}
+            )
+            generation = self.engine.start(request)
+        except SluiceError as exc:
+            raise cli_error(exc, models=await self.models()) from None
+        # The same chunk objects /v1/chat/completions would send.
+        encoder = ChunkEncoder(
+            generation.completion_id, generation.created, request.model, include_usage=True
+        )
+        generation.subscribe()
+        log = generation.log
+        seen = 0
+        try:
+            while True:
+                if len(log.events) > seen:
+                    batch = log.events[seen:]
+                    seen += len(batch)
+                    for event in batch:
+                        record = encoder.encode_one(event)
+                        if record:
+                            yield orjson.loads(record.removeprefix(b"data: "))
+                elif log.closed:
+                    return
+                else:
+                    await log.wait(seen)
+        finally:
+            # The last subscriber leaving cancels the upstream call; wait for it so the
+            # upstream connection is closed before the command exits.
+            generation.unsubscribe()
+            if not generation.done:
+                with contextlib.suppress(Exception):
+                    await generation.wait()
+
+    async def conversations(
+        self, *, query: str | None = None, limit: int = 50
+    ) -> list[ConversationInfo]:
+        chat = await self._service()
+        found = await chat.store.conversations(query=query, limit=limit)
+        return [_conversation(c) for c in found]
+
+    async def conversation(
+        self, conversation_id: str
+    ) -> tuple[ConversationInfo, list[MessageInfo]]:
+        chat = await self._service()
+        try:
+            conversation = await chat.store.conversation(conversation_id)
+        except SluiceError as exc:
+            raise cli_error(exc) from None
+        tree = await chat.store.tree(conversation_id)
+        path = await chat.store.path(conversation_id)
+        places: dict[tuple[str | None, str], list[str]] = {}
+        for message in tree:
+            places.setdefault((message.parent_id, message.role), []).append(message.id)
+        messages = [_message(m, places[(m.parent_id, m.role)]) for m in path]
+        return _conversation(conversation), messages
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+        if self._chat is not None:
+            await self._chat.settle()
+        if self._store is not None:
+            await self._store.aclose()
+
+
+def _conversation(c: Conversation) -> ConversationInfo:
+    return ConversationInfo(c.id, c.title, c.model, c.system_prompt, c.created_at, c.updated_at)
+
+
+def _message(m: Message, versions: list[str]) -> MessageInfo:
+    return MessageInfo(
+        id=m.id,
+        role=m.role,
+        content=m.content,
+        model=m.model,
+        status=m.status,
+        finish_reason=m.finish_reason,
+        prompt_tokens=m.prompt_tokens,
+        completion_tokens=m.completion_tokens,
+        ttft_ms=m.ttft_ms,
+        duration_ms=m.duration_ms,
+        error=m.error,
+        created_at=m.created_at,
+        version=versions.index(m.id) + 1,
+        versions=len(versions),
+    )

@@ -1,0 +1,238 @@
+"""The ``/`` commands of ``sluice chat``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from rich.table import Table
+from rich.text import Text
+
+from sluice.cli import clipboard
+from sluice.cli.backend import CliError
+from sluice.cli.history import export_text
+from sluice.cli.options import parse_option
+
+if TYPE_CHECKING:
+    from sluice.cli.repl import ChatRepl
+
+Handler = Callable[["ChatRepl", str], Awaitable[None]]
+
+#: name -> (arguments, what it does); the order of /help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "/model": ("[NAME]", "list the models, or switch to NAME"),
+    "/system": ("[TEXT | off]", "show, set or clear the system prompt"),
+    "/temperature": ("[T | default]", "show or set the temperature, 0 to 2"),
+    "/option": ("[KEY=JSON | KEY=]", "show, set or remove a model option (max_tokens, seed…)"),
+    "/retry": ("", "answer the last question again (kept as a new version)"),
+    "/new": ("", "start a new conversation"),
+    "/history": ("", "show this conversation so far"),
+    "/copy": ("", "copy the last answer to the clipboard"),
+    "/save": ("FILE", "save this conversation as markdown (or JSON: FILE.json)"),
+    "/multi": ("", "multi-line mode: Enter adds a line, Esc-Enter sends"),
+    "/help": ("", "this list"),
+    "/exit": ("", "quit (also /quit and Ctrl-D)"),
+}
+
+KEYS = (
+    ("Ctrl-C", "stop the answer being written; clear the line; twice on an empty line: quit"),
+    ("Ctrl-D", "quit"),
+    ("Esc-Enter", "a new line (sends, in multi-line mode)"),
+    ("Up / Ctrl-R", "earlier questions, also from earlier sessions"),
+    ("Ctrl-X Ctrl-E", "edit the question in $EDITOR"),
+    ("//text", "send a message that starts with /"),
+)
+
+
+async def run_command(repl: ChatRepl, line: str) -> None:
+    name, *rest = line.split(None, 1)
+    name = name.lower()
+    argument = rest[0] if rest else ""
+    handler = _HANDLERS.get(name)
+    if handler is None:
+        close = [c for c in COMMANDS if c.startswith(name)]
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise CliError(f"unknown command {name}; {hint}/help lists them")
+    await handler(repl, argument.strip())
+
+
+async def _help(repl: ChatRepl, _: str) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for name, (arguments, what) in COMMANDS.items():
+        table.add_row(f"{name} {arguments}".strip(), what)
+    table.add_row("", "")
+    for key, what in KEYS:
+        table.add_row(key, what)
+    repl.console.print(table)
+
+
+async def _exit(repl: ChatRepl, _: str) -> None:
+    repl.quit = True
+
+
+async def _model(repl: ChatRepl, argument: str) -> None:
+    models = await repl.backend.models()
+    if not argument:
+        for name in models:
+            mark = "●" if name == repl.state.model else " "
+            repl.console.print(Text(f"{mark} {name}", style="bold" if mark == "●" else ""))
+        return
+    if argument not in models:
+        raise CliError(f"no model {argument!r}; pick one of: {', '.join(models)}")
+    repl.state.model = argument
+    repl.note(f"model: {argument}")
+
+
+async def _system(repl: ChatRepl, argument: str) -> None:
+    state = repl.state
+    if not argument:
+        shown = state.system if state.system else "(none set here; the conversation's own, if any)"
+        repl.note(f"system prompt: {shown}")
+        return
+    state.system = "" if argument.lower() in ("off", "none", "clear") else argument
+    repl.note("system prompt cleared" if not state.system else "system prompt set")
+
+
+async def _temperature(repl: ChatRepl, argument: str) -> None:
+    state = repl.state
+    if not argument:
+        shown = "the model's default" if state.temperature is None else str(state.temperature)
+        repl.note(f"temperature: {shown}")
+        return
+    if argument.lower() in ("default", "off", "none"):
+        state.temperature = None
+        repl.note("temperature: the model's default")
+        return
+    try:
+        value = float(argument)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 2:
+        raise CliError(f"temperature {argument!r} is not a number from 0 to 2")
+    state.temperature = value
+    repl.note(f"temperature: {value}")
+
+
+async def _option(repl: ChatRepl, argument: str) -> None:
+    options = repl.state.options
+    if not argument:
+        if not options:
+            repl.note("no options set; /option KEY=JSON sets one (max_tokens=200, seed=1…)")
+        for key, value in options.items():
+            repl.note(f"{key} = {orjson.dumps(value).decode()}")
+        return
+    key, value = parse_option(argument)
+    if value is None:
+        options.pop(key, None)
+        repl.note(f"{key} removed")
+    else:
+        options[key] = value
+        repl.note(f"{key} = {orjson.dumps(value).decode()}")
+
+
+async def _retry(repl: ChatRepl, _: str) -> None:
+    await repl.retry()
+
+
+async def _new(repl: ChatRepl, _: str) -> None:
+    repl.state.conversation_id = None
+    repl.state.last_question = None
+    repl.note("new conversation")
+
+
+async def _history(repl: ChatRepl, _: str) -> None:
+    if not repl.state.conversation_id:
+        repl.note("nothing yet in this conversation")
+        return
+    __, messages = await repl.backend.conversation(repl.state.conversation_id)
+    repl.show_messages(messages)
+
+
+async def _copy(repl: ChatRepl, _: str) -> None:
+    text = repl.state.last_answer
+    if not text:
+        raise CliError("no answer to copy yet")
+    how = clipboard.copy(text, repl.console.file)
+    repl.note(f"copied {len(text):,} characters with {how}")
+
+
+async def _save(repl: ChatRepl, argument: str) -> None:
+    if not argument:
+        raise CliError("/save needs a file name, e.g. /save notes.md")
+    if not repl.state.conversation_id:
+        raise CliError("nothing to save yet; ask something first")
+    conversation, messages = await repl.backend.conversation(repl.state.conversation_id)
+    fmt = "json" if argument.lower().endswith(".json") else "md"
+    text = export_text(conversation, messages, fmt) + "\n"
+    path = await asyncio.to_thread(_write, argument, text)
+    repl.note(f"saved {len(messages)} messages to {path}")
+
+
+def _write(name: str, text: str) -> Path:
+    path = Path(name).expanduser()
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}; pick another file") from None
+    return path
+
+
+async def _multi(repl: ChatRepl, _: str) -> None:
+    state = repl.state
+    state.multiline = not state.multiline
+    if state.multiline:
+        repl.note("multi-line mode: Enter adds a line, Esc-Enter sends; /multi to leave")
+    else:
+        repl.note("single-line mode: Enter sends, Esc-Enter adds a line")
+
+
+_HANDLERS: dict[str, Handler] = {
+    "/model": _model,
+    "/system": _system,
+    "/temperature": _temperature,
+    "/option": _option,
+    "/retry": _retry,
+    "/new": _new,
+    "/history": _history,
+    "/copy": _copy,
+    "/save": _save,
+    "/multi": _multi,
+    "/help": _help,
+    "/exit": _exit,
+    "/quit": _exit,
+}
+
+
+class SlashCompleter(Completer):
+    """Tab completes command names, and model names after /model."""
+
+    def __init__(self) -> None:
+        self._models: list[str] = []
+
+    def set_models(self, models: list[str]) -> None:
+        self._models = models
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/") or "\n" in text:
+            return
+        if text.startswith("/model "):
+            word = text[len("/model ") :]
+            for name in self._models:
+                if name.startswith(word):
+                    yield Completion(name, -len(word))
+            return
+        if " " in text:
+            return
+        for name in COMMANDS:
+            if name.startswith(text):
+                yield Completion(name, -len(text), display_meta=COMMANDS[name][1])

@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
+from sluice.chat.frames import turn_frames
 from sluice.chat.service import ChatService, Turn, parse_turn
 from sluice.cli.backend import CliError, ConversationInfo, Frame, MessageInfo, cli_error
 from sluice.engine.engine import Engine
 from sluice.errors import SluiceError
-from sluice.http.chat import turn_frames
 from sluice.settings import Settings
 from sluice.store.conversations import Conversation, Message, SQLStore
 from sluice.store.database import create_engine, database_url, default_data_dir, migrate

@@ -8,10 +8,9 @@ generation is detached: a client that drops loses nothing and comes back through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
 
+from sluice.chat.frames import turn_frames
 from sluice.chat.service import ChatService, Turn, parse_turn
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import (
@@ -26,7 +25,7 @@ from sluice.http.asgi import (
 )
 from sluice.http.gate import principal_of
 from sluice.http.watch import ResponseWatch
-from sluice.wire.chat_frames import ChatFrames, Frame, TurnMetrics, sse
+from sluice.wire.chat_frames import sse
 from sluice.wire.sse import encode_comment
 
 PING = encode_comment("ping")
@@ -57,38 +56,6 @@ class ChatEndpoint:
         await relay_turn(turn, send, receive, self._keepalive, after=0, start=True)
 
 
-async def turn_frames(
-    turn: Turn, *, after: int, start: bool
-) -> AsyncIterator[list[tuple[int | None, Frame]]]:
-    """A turn's frames from event ``after`` on, live to its end, in batches of
-    (sequence number, frame). An empty batch means "woken with nothing new" (a
-    keep-alive tick or a disconnect): the caller checks and carries on."""
-    generation = turn.generation
-    log = generation.log
-    events = log.events
-    frames = ChatFrames(generation.id, turn.conversation_id, turn.message_id, turn.model)
-    if start:
-        yield [(None, frames.start())]
-    # Replayed events rebuild the text the done frame reports, without being resent.
-    seen = min(after, len(events))
-    for event in events[:seen]:
-        frames.frame(event)
-    while True:
-        count = len(events)
-        if count > seen:
-            batch = frames.frames(events[seen:count], seen + 1)
-            seen = count
-            yield list(batch)
-        elif log.closed:
-            break
-        else:
-            await log.wait(seen)
-            if len(events) == seen and not log.closed:
-                yield []
-    if not frames.failed:
-        yield [(len(events), frames.done(metrics_of(turn)))]
-
-
 async def relay_turn(
     turn: Turn, send: Send, receive: Receive, keepalive: float, *, after: int, start: bool
 ) -> None:
@@ -113,16 +80,3 @@ async def relay_turn(
     finally:
         watch.stop()
         generation.unsubscribe()
-
-
-def metrics_of(turn: Turn) -> TurnMetrics:
-    generation = turn.generation
-    started, first, finished = (
-        generation.started_at,
-        generation.first_token_at,
-        generation.finished_at,
-    )
-    return TurnMetrics(
-        ttft_ms=(first - started) * 1000 if first else None,
-        duration_ms=(finished - started) * 1000 if finished else None,
-    )

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from sluice.chat.frames import turn_frames
 from sluice.chat.service import ChatService, Turn, parse_turn
 from sluice.engine.engine import Engine
 from sluice.errors import RequestError, SluiceError
-from sluice.http.chat import turn_frames
 from sluice.http.gate import principal_of
 
 logger = logging.getLogger("sluice.http")

@@ -304,3 +304,24 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--period" in bad.stderr
     # With a key in the store, a non-loopback start is no longer refused for lack of auth.
     assert keys("create", "--name", "live").returncode == 0
+
+
+async def test_two_instances_share_one_rate_limit_through_redis(
+    tmp_path: Path, gateway_config: Path
+) -> None:
+    env = base_env(
+        SLUICE_MASTER_KEY=MASTER,
+        SLUICE_REDIS_URL="redis://127.0.0.1:6379/0",
+        SLUICE_DATA_DIR=str(tmp_path / "shared-data"),  # one store: both know the key
+    )
+    args = ["serve", "--config", str(gateway_config)]
+    with (
+        running(args, tmp_path, name="limit-a", env=env) as first,
+        running(args, tmp_path, name="limit-b", env=env) as second,
+    ):
+        key = await new_key(first, rpm=4)
+        statuses = []
+        for server in (first, second, first, second, second, first):
+            status, _, _ = await completion(server, key["key"])
+            statuses.append(status)
+        assert statuses == [200, 200, 200, 200, 429, 429], "four a minute, across both"

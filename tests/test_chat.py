@@ -108,6 +108,21 @@ async def test_regenerate_and_edit_keep_versions(gateway: ServerProcess) -> None
         "second question",
         "second question",
     ]
+    # Choosing a question's version shows its branch down to the newest answer.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(
+            f"{gateway.url}/v1/conversations/{cid}", json={"leaf_id": first_question["id"]}
+        ) as response,
+    ):
+        assert response.status == 200
+    saved = await conversation(gateway, cid)
+    assert [m["content"] for m in saved["messages"]] == [
+        "first question",
+        "first question",
+        "second question",
+        "second question",
+    ], "the newest answer under the first question, not the question alone"
 
 
 async def test_history_window_drops_oldest_and_refuses_oversized(

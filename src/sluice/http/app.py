@@ -51,6 +51,19 @@ logger = logging.getLogger("sluice.http")
 
 STATIC = Path(__file__).parent / "static"
 
+#: The page loads only its own files and talks only to its own origin; nothing may frame
+#: it. (The same policy is in index.html; frame-ancestors works only as a header.)
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.", retry_after=1)
 
 _HTTP_TYPES = {
@@ -224,7 +237,7 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     @api.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     @api.websocket("/ws")
     async def chat_socket(websocket: WebSocket) -> None:

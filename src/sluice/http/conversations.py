@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.engine.engine import Engine
 from sluice.errors import RequestError
-from sluice.http.validation import JsonObject, Text
+from sluice.http.validation import MAX_INT, JsonObject, Text
 from sluice.store.conversations import Conversation, ConversationStore, Message
 
 
@@ -84,6 +84,18 @@ def messages_with_versions(tree: list[Message], path: list[Message]) -> list[dic
     return [message_object(m, places[(m.parent_id, m.role)]) for m in path]
 
 
+def newest_leaf(tree: list[Message], start: str) -> str:
+    """Follow the newest child from ``start`` down to a message with none."""
+    children: dict[str, list[Message]] = defaultdict(list)
+    for message in tree:  # oldest first, so the last child is the newest
+        if message.parent_id is not None:
+            children[message.parent_id].append(message)
+    current = start
+    while children.get(current):
+        current = children[current][-1].id
+    return current
+
+
 def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
     router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -95,7 +107,7 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
     async def list_conversations(
         q: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
     ) -> dict[str, Any]:
         found = await store.conversations(query=q, limit=limit, offset=offset)
         return {"object": "list", "data": [conversation_object(c) for c in found]}
@@ -140,6 +152,8 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
                 raise RequestError(
                     "leaf_id is not a message of this conversation.", param="leaf_id"
                 )
+            # Choosing a version shows its whole branch: down to its newest descendant.
+            changes["leaf_id"] = newest_leaf(await store.tree(conversation_id), leaf)
         if "options" in changes and changes["options"] is None:
             changes["options"] = {}
         conversation = await store.update_conversation(conversation_id, **changes)

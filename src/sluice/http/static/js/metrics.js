@@ -1,0 +1,48 @@
+// What an answer's numbers look like: the backend's figures, "N/A" when it gave none.
+
+const NA = "N/A";
+
+function ms(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return NA;
+  return value >= 10000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value)} ms`;
+}
+
+function rate(value, unit) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return NA;
+  return `${value >= 100 ? Math.round(value) : value.toFixed(1)} ${unit}`;
+}
+
+function tokens(usage) {
+  if (!usage) return NA;
+  const mark = usage.estimated ? "≈" : "";
+  return `${mark}${usage.completion_tokens} out · ${mark}${usage.prompt_tokens} in`;
+}
+
+/** Tokens per second from a stored message, by the same formula as the server's done. */
+export function storedRate(message) {
+  const { usage, duration_ms: duration, ttft_ms: ttft } = message;
+  if (!usage || duration == null || ttft == null) return null;
+  const streaming = (duration - ttft) / 1000;
+  if (streaming <= 0 || usage.completion_tokens <= 1) return null;
+  return (usage.completion_tokens - 1) / streaming;
+}
+
+/** [key, label, value, title] rows for a finished answer. */
+export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
+  return [
+    ["ttft", "TTFT", ms(ttftMs), "Time to first token, measured by the gateway"],
+    ["speed", "Speed", rate(tokensPerSecond, "tok/s"), "Tokens per second after the first, from the gateway"],
+    ["tokens", "Tokens", tokens(usage),
+      usage?.estimated ? "Estimated by the gateway (the model reported no usage)" : "Reported by the model"],
+  ];
+}
+
+/** Rows while the answer streams: what this browser sees, until the gateway's figures. */
+export function liveMetrics({ ttftMs, chunks, rate: perSecond, usage }) {
+  return [
+    ["ttft", "TTFT", ms(ttftMs), "Time to first token as seen by this browser; the gateway's figure replaces it at the end"],
+    ["speed", "Speed", rate(perSecond, "chunks/s"), "Stream chunks per second received by this browser (usually one token each)"],
+    ["tokens", "Tokens", usage ? tokens(usage) : `${chunks} chunks`,
+      "Chunks received so far; the model's token count arrives at the end"],
+  ];
+}

@@ -1,0 +1,117 @@
+// Per-conversation settings: model (in the header), and in a dialog the system prompt,
+// temperature and any other options the gateway passes to the model (as JSON).
+
+export class Settings {
+  /** hooks: change(fields) with {model} or {system_prompt, options} */
+  constructor(select, dialog, hooks) {
+    this.select = select;
+    this.dialog = dialog;
+    this.hooks = hooks;
+    this.form = dialog.querySelector("form");
+    this.system = dialog.querySelector("#system-prompt");
+    this.temperature = dialog.querySelector("#temperature");
+    this.temperatureValue = dialog.querySelector("#temperature-value");
+    this.defaultTemperature = dialog.querySelector("#temperature-default");
+    this.options = dialog.querySelector("#options-json");
+    this.error = dialog.querySelector(".options-error");
+    this.current = { model: null, system_prompt: null, options: {} };
+    select.addEventListener("change", () => {
+      this.current.model = select.value || null;
+      this.hooks.change({ model: this.current.model });
+    });
+    this.temperature.addEventListener("input", () => {
+      this.defaultTemperature.checked = false;
+      this.showTemperature();
+    });
+    this.defaultTemperature.addEventListener("change", () => this.showTemperature());
+    this.form.addEventListener("submit", (event) => {
+      if (event.submitter?.value !== "save") return;
+      if (!this.save()) event.preventDefault();
+    });
+  }
+
+  setModels(models) {
+    const value = this.select.value;
+    this.select.replaceChildren();
+    const fallback = document.createElement("option");
+    fallback.value = "";
+    fallback.textContent = "Default model";
+    this.select.appendChild(fallback);
+    for (const model of models) {
+      const option = document.createElement("option");
+      option.value = model.id;
+      option.textContent = model.id;
+      this.select.appendChild(option);
+    }
+    this.select.value = value;
+    this.show(this.current);
+  }
+
+  /** Show a conversation's (or a new chat's) settings. */
+  show(settings) {
+    this.current = {
+      model: settings.model || null,
+      system_prompt: settings.system_prompt || null,
+      options: { ...(settings.options || {}) },
+    };
+    const model = this.current.model || "";
+    if (model && ![...this.select.options].some((o) => o.value === model)) {
+      const option = document.createElement("option");
+      option.value = model;
+      option.textContent = `${model} (unavailable)`;
+      this.select.appendChild(option);
+    }
+    this.select.value = model;
+    const customised = this.current.system_prompt || Object.keys(this.current.options).length;
+    document.querySelector("#settings-button")?.classList.toggle("customised", Boolean(customised));
+  }
+
+  open() {
+    const { temperature, ...rest } = this.current.options;
+    this.system.value = this.current.system_prompt || "";
+    const known = typeof temperature === "number";
+    this.defaultTemperature.checked = !known;
+    this.temperature.value = known ? String(temperature) : "1";
+    this.options.value = Object.keys(rest).length ? JSON.stringify(rest, null, 2) : "";
+    this.options.closest("details").open = Boolean(this.options.value);
+    this.error.hidden = true;
+    this.showTemperature();
+    this.dialog.showModal();
+    this.system.focus();
+  }
+
+  showTemperature() {
+    this.temperatureValue.textContent = this.defaultTemperature.checked
+      ? "model default" : Number(this.temperature.value).toFixed(1);
+  }
+
+  save() {
+    let options = {};
+    const raw = this.options.value.trim();
+    if (raw) {
+      try {
+        options = JSON.parse(raw);
+      } catch (error) {
+        this.showError(`Not valid JSON: ${error.message}`);
+        return false;
+      }
+      if (!options || typeof options !== "object" || Array.isArray(options)) {
+        this.showError("Options must be a JSON object, like {\"max_tokens\": 500}.");
+        return false;
+      }
+    }
+    delete options.temperature;
+    if (!this.defaultTemperature.checked) options.temperature = Number(this.temperature.value);
+    const fields = { system_prompt: this.system.value.trim() || null, options };
+    this.current = { ...this.current, ...fields };
+    this.show(this.current);
+    this.hooks.change(fields);
+    return true;
+  }
+
+  showError(text) {
+    this.error.textContent = text;
+    this.error.hidden = false;
+    this.options.focus();
+  }
+}

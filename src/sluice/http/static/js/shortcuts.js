@@ -1,0 +1,73 @@
+// Keyboard shortcuts: one table drives both the key handling and the help dialog.
+
+const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+const MOD = MAC ? "⌘" : "Ctrl";
+
+/** [keys shown, action or null (handled elsewhere), description, matcher, works while typing] */
+export const SHORTCUTS = [
+  [[MOD, "Shift", "O"], "newChat", "New chat", (e) => mod(e) && e.shiftKey && key(e, "o"), true],
+  [["Shift", "Esc"], "focusInput", "Focus the message box", (e) => e.shiftKey && e.key === "Escape", true],
+  [["/"], "focusInput", "Focus the message box (when not typing)", (e) => e.key === "/" && plain(e), false],
+  [["Esc"], "stop", "Stop generating", (e) => e.key === "Escape" && plain(e), true],
+  [[MOD, "Shift", "C"], "copyLast", "Copy the last answer", (e) => mod(e) && e.shiftKey && key(e, "c"), true],
+  [[MOD, "K"], "search", "Search conversations", (e) => mod(e) && !e.shiftKey && key(e, "k"), true],
+  [[MOD, "Shift", "S"], "toggleSidebar", "Show or hide the conversation list", (e) => mod(e) && e.shiftKey && key(e, "s"), true],
+  [["?"], "help", "Show these shortcuts (when not typing)", (e) => e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey, false],
+  [[MOD, "/"], "help", "Show these shortcuts", (e) => mod(e) && e.key === "/", true],
+  [["Enter"], null, "Send the message"],
+  [["Shift", "Enter"], null, "New line in the message"],
+  [["↑"], null, "Edit your last message (in an empty message box)"],
+  [["↑ ↓"], null, "Move through the conversation list"],
+  [["F2"], null, "Rename the conversation (in the list)"],
+  [["Delete"], null, "Delete the conversation (in the list)"],
+];
+
+function mod(e) {
+  return MAC ? e.metaKey && !e.ctrlKey : e.ctrlKey && !e.metaKey;
+}
+
+function key(e, letter) {
+  return e.key.toLowerCase() === letter || e.code === `Key${letter.toUpperCase()}`;
+}
+
+function plain(e) {
+  return !e.ctrlKey && !e.metaKey && !e.altKey && !e.shiftKey;
+}
+
+function typing(target) {
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+/** Call actions[name]() for matching keys; an action returning false lets the key through. */
+export function bindShortcuts(actions) {
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.isComposing || event.keyCode === 229) return;
+    if (document.querySelector("dialog[open]")) return; // a dialog has the keyboard
+    for (const [, action, , matches, whileTyping] of SHORTCUTS) {
+      if (!action || !matches(event)) continue;
+      if (!whileTyping && typing(event.target)) continue;
+      if (actions[action]?.(event) === false) continue;
+      event.preventDefault();
+      return;
+    }
+  });
+}
+
+/** The help dialog's table, built from SHORTCUTS. */
+export function fillHelp(tbody) {
+  for (const [keys, , description] of SHORTCUTS) {
+    const row = document.createElement("tr");
+    const cell = document.createElement("td");
+    keys.forEach((name, index) => {
+      if (index) cell.append(" + ");
+      const kbd = document.createElement("kbd");
+      kbd.textContent = name;
+      cell.appendChild(kbd);
+    });
+    const what = document.createElement("td");
+    what.textContent = description;
+    row.append(cell, what);
+    tbody.appendChild(row);
+  }
+}

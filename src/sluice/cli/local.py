@@ -8,7 +8,6 @@ is stateless and never touches it.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -99,29 +98,10 @@ class LocalBackend:
         encoder = ChunkEncoder(
             generation.completion_id, generation.created, request.model, include_usage=True
         )
-        generation.subscribe()
-        log = generation.log
-        seen = 0
-        try:
-            while True:
-                if len(log.events) > seen:
-                    batch = log.events[seen:]
-                    seen += len(batch)
-                    for event in batch:
-                        record = encoder.encode_one(event)
-                        if record:
-                            yield orjson.loads(record.removeprefix(b"data: "))
-                elif log.closed:
-                    return
-                else:
-                    await log.wait(seen)
-        finally:
-            # The last subscriber leaving cancels the upstream call; wait for it so the
-            # upstream connection is closed before the command exits.
-            generation.unsubscribe()
-            if not generation.done:
-                with contextlib.suppress(Exception):
-                    await generation.wait()
+        async for event in self.engine.follow(generation):
+            record = encoder.encode_one(event)
+            if record:
+                yield orjson.loads(record.removeprefix(b"data: "))
 
     async def conversations(
         self, *, query: str | None = None, limit: int = 50

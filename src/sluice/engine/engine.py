@@ -172,7 +172,12 @@ class Engine:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Events of one answer, for embedding programs; closing the iterator cancels."""
-        generation = self.start(request)
+        async for event in self.follow(self.start(request)):
+            yield event
+
+    async def follow(self, generation: Generation) -> AsyncIterator[Event]:
+        """Every event of ``generation`` as a subscriber; leaving the loop unsubscribes
+        (and, under ``cancel``, returns only once the upstream call is closed)."""
         generation.subscribe()
         log = generation.log
         seen = 0
@@ -190,8 +195,6 @@ class Engine:
         finally:
             generation.unsubscribe()
             if not generation.subscribers and generation.policy == "cancel":
-                # The caller left: by the time it gets control back, the upstream call
-                # is closed.
                 await generation.wait()
 
     # -- lifecycle ----------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.errors import NotFound
@@ -178,17 +178,7 @@ class SQLStore:
         return [Conversation(**row._mapping) for row in rows]
 
     async def update_conversation(self, conversation_id: str, **changes: Any) -> Conversation:
-        unknown = set(changes) - _CONVERSATION_FIELDS
-        if unknown:
-            raise ValueError(f"not conversation fields: {sorted(unknown)}")
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(conversations)
-                .where(conversations.c.id == conversation_id)
-                .values(**changes, updated_at=time.time())
-            )
-        if result.rowcount == 0:
-            raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
+        await self._update(conversations, _CONVERSATION_FIELDS, conversation_id, changes, "id")
         return await self.conversation(conversation_id)
 
     async def delete_conversation(self, conversation_id: str) -> None:
@@ -226,18 +216,22 @@ class SQLStore:
         return Message(**row)
 
     async def update_message(self, message_id: str, **changes: Any) -> Message:
-        unknown = set(changes) - _MESSAGE_FIELDS
+        await self._update(messages, _MESSAGE_FIELDS, message_id, changes, "message_id")
+        return await self.message(message_id)
+
+    async def _update(
+        self, table: Table, allowed: set[str], row_id: str, changes: dict[str, Any], param: str
+    ) -> None:
+        unknown = set(changes) - allowed
         if unknown:
-            raise ValueError(f"not message fields: {sorted(unknown)}")
+            raise ValueError(f"not {table.name} fields: {sorted(unknown)}")
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(**changes, updated_at=time.time())
+                update(table).where(table.c.id == row_id).values(**changes, updated_at=time.time())
             )
         if result.rowcount == 0:
-            raise NotFound(f"No message with id {message_id!r}.", param="message_id")
-        return await self.message(message_id)
+            noun = "conversation" if table is conversations else "message"
+            raise NotFound(f"No {noun} with id {row_id!r}.", param=param)
 
     async def message(self, message_id: str) -> Message:
         async with self.engine.connect() as connection:

@@ -300,12 +300,9 @@ class Generation:
                 self._output_started = deadlines.streaming = True
                 self.first_token_at = now
                 batch, held = held + batch, []
+            exhausted = False
             if self.allowance is not None:
-                self._produced += sum(1 for event in batch if type(event) in _TOKENS)
-                if self._produced > self.allowance:
-                    raise BudgetExceeded(
-                        "This API key's budget ran out during the answer; it was cut short."
-                    )
+                batch, exhausted = self._within_allowance(batch)
             for event in batch:
                 kind = type(event)
                 if kind is RoleStart:
@@ -315,10 +312,26 @@ class Generation:
                 elif kind is Usage:
                     self.usage = event  # type: ignore[assignment]
             await self._publish(batch)
+            if exhausted:
+                # What fitted went out; the rest of the answer would exceed the budget.
+                raise BudgetExceeded(
+                    "This API key's budget ran out during the answer; it was cut short."
+                )
             # Time spent waiting on a slow client is not upstream silence.
             deadlines.last_event_at = time.monotonic()
         if held:
             await self._publish(held)
+
+    def _within_allowance(self, batch: list[Event]) -> tuple[list[Event], bool]:
+        """The part of ``batch`` the remaining allowance covers, and whether it ran out.
+        (One upstream read may carry many tokens: the cut falls inside the batch.)"""
+        assert self.allowance is not None
+        for position, event in enumerate(batch):
+            if type(event) in _TOKENS:
+                if self._produced >= self.allowance:
+                    return batch[:position], True
+                self._produced += 1
+        return batch, False
 
     async def _publish(self, batch: list[Event]) -> None:
         """Append to the log and hand to the sink: every event mid-answer goes this way,

@@ -186,6 +186,29 @@ def run(options: BenchOptions) -> BenchReport:
     return BenchReport(options, direct, via, cpu, floor, floor_cpu)
 
 
+def run_hold(options: BenchOptions, streams: int) -> str:
+    """Open ``streams`` slow streams at once and report the gateway's memory per stream."""
+    from sluice.bench.hold import hold
+
+    o = options
+    upstream = f"http://127.0.0.1:{o.upstream_port}"
+    gateway = f"http://127.0.0.1:{o.port}"
+    sim_args = ["sim", "--port", str(o.upstream_port), "--ttft-ms", "0", "--tps", "1"]
+    sim_args += ["--length", "600"]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "bench.toml"
+        config.write_text(GATEWAY_CONFIG.format(upstream=upstream))
+        serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
+        with (
+            _process(sim_args, upstream + "/health"),
+            _process(serve_args, gateway + "/health/live") as gateway_process,
+        ):
+            # Warm the gateway up (imports, pools) before the idle baseline is taken.
+            _drive(gateway, "bench", 20, o)
+            report = asyncio.run(hold(gateway, gateway_process.pid, streams))
+    return report.render()
+
+
 def _drive(url: str, model: str, total: int, o: BenchOptions) -> LoadResult:
     return asyncio.run(
         drive(

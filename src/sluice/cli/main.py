@@ -163,9 +163,13 @@ def bench(
     ] = True,
     port: Annotated[int, typer.Option(help="Port for the gateway under test.")] = 18080,
     upstream_port: Annotated[int, typer.Option(help="Port for the sim upstream.")] = 19090,
+    hold: Annotated[
+        int | None,
+        typer.Option(min=1, help="Instead: hold N slow streams open and report memory per stream."),
+    ] = None,
 ) -> None:
     """Measure the gateway: TTFT and inter-token latency, chunks/s, CPU per chunk."""
-    from sluice.bench.run import BenchOptions, run
+    from sluice.bench.run import BenchOptions, run, run_hold
 
     options = BenchOptions(
         streams=streams,
@@ -179,6 +183,9 @@ def bench(
         upstream_port=upstream_port,
     )
     try:
+        if hold is not None:
+            typer.echo(run_hold(options, hold))
+            return
         report = run(options)
     except RuntimeError as exc:
         raise fail(str(exc), 1) from None

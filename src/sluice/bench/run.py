@@ -203,8 +203,13 @@ def run_hold(options: BenchOptions, streams: int) -> str:
             _process(sim_args, upstream + "/health"),
             _process(serve_args, gateway + "/health/live") as gateway_process,
         ):
-            # Warm the gateway up (imports, pools) before the idle baseline is taken.
-            _drive(gateway, "bench", 20, o)
+            # Warm the gateway up (imports, pools) before the idle baseline is taken;
+            # one token each, at this upstream's one token a second.
+            asyncio.run(
+                drive(
+                    gateway + "/v1/chat/completions", model="bench", streams=20, total=20, chunks=1
+                )
+            )
             report = asyncio.run(hold(gateway, gateway_process.pid, streams))
     return report.render()
 

@@ -143,7 +143,9 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def upstream(session_tmp: Path) -> Iterator[ServerProcess]:
     """A real `sluice sim` upstream, fast enough not to slow the suite down."""
-    args = ["sim", "--ttft-ms", "5", "--tps", "2000", "--length", "60"]
+    # A large --max-length: the slow-client test asks for an answer bigger than any
+    # socket buffer.
+    args = ["sim", "--ttft-ms", "5", "--tps", "2000", "--length", "60", "--max-length", "200000"]
     with running(args, session_tmp, name="sim", health="/health") as server:
         yield server
 

@@ -234,7 +234,9 @@ async def test_bad_turns_are_refused_with_clear_errors(
 async def test_malformed_json_is_400(gateway: ServerProcess) -> None:
     async with (
         aiohttp.ClientSession() as session,
-        session.post(gateway.url + "/chat", data=b"{nope") as response,
+        session.post(
+            gateway.url + "/chat", data=b"{nope", headers={"Content-Type": "application/json"}
+        ) as response,
     ):
         assert response.status == 400
 

@@ -75,7 +75,12 @@ def test_bad_flag_is_a_usage_error() -> None:
 
 def test_serve_with_workers_and_env_settings(tmp_path: Path) -> None:
     port = free_port()
-    env = base_env(SLUICE_KEEPALIVE_SECONDS="5")
+    # Workers share sessions, limits and streams through Redis (required for N > 1).
+    env = base_env(
+        SLUICE_KEEPALIVE_SECONDS="5",
+        SLUICE_REDIS_URL="redis://127.0.0.1:6379/0",
+        SLUICE_REDIS_PREFIX="test-cli-" + tmp_path.name[-16:],
+    )
     with running(
         ["serve", "--workers", "2"], tmp_path, name="workers", env=env, port=port
     ) as server:

@@ -11,6 +11,7 @@ import pytest
 from sluice.errors import NotFound
 from sluice.store.conversations import Message, SQLStore, new_id
 from sluice.store.database import async_url, create_engine, migrate
+from sluice.store.keys import KeyStore
 from tests.databases import postgres_database, sqlite_database
 
 
@@ -38,7 +39,11 @@ def message(conversation_id: str, parent: str | None, role: str, content: str) -
 
 async def test_conversation_crud(store: SQLStore) -> None:
     created = await store.create_conversation(
-        title="Plans", system_prompt="Be brief.", model="sim", options={"temperature": 0.2}
+        owner="anonymous",
+        title="Plans",
+        system_prompt="Be brief.",
+        model="sim",
+        options={"temperature": 0.2},
     )
     fetched = await store.conversation(created.id)
     assert fetched == created
@@ -56,7 +61,7 @@ async def test_conversation_crud(store: SQLStore) -> None:
 
 
 async def test_messages_in_order_with_metadata(store: SQLStore) -> None:
-    conversation = await store.create_conversation(title="t")
+    conversation = await store.create_conversation(owner="anonymous", title="t")
     question = await store.add_message(message(conversation.id, None, "user", "Hi?"))
     answer = await store.add_message(
         Message(
@@ -88,7 +93,7 @@ async def test_messages_in_order_with_metadata(store: SQLStore) -> None:
 
 
 async def test_regenerate_and_edit_keep_branches(store: SQLStore) -> None:
-    conversation = await store.create_conversation()
+    conversation = await store.create_conversation(owner="anonymous")
     q1 = await store.add_message(message(conversation.id, None, "user", "first question"))
     a1 = await store.add_message(message(conversation.id, q1.id, "assistant", "answer one"))
     q2 = await store.add_message(message(conversation.id, a1.id, "user", "second question"))
@@ -118,9 +123,9 @@ async def test_regenerate_and_edit_keep_branches(store: SQLStore) -> None:
 
 
 async def test_search_titles_and_text_in_any_language(store: SQLStore) -> None:
-    alpha = await store.create_conversation(title="Rust async runtimes")
-    beta = await store.create_conversation(title="Dinner")
-    gamma = await store.create_conversation(title="旅行の計画")
+    alpha = await store.create_conversation(owner="anonymous", title="Rust async runtimes")
+    beta = await store.create_conversation(owner="anonymous", title="Dinner")
+    gamma = await store.create_conversation(owner="anonymous", title="旅行の計画")
     await store.add_message(message(beta.id, None, "user", "A recipe with 100% Tomatoes_x"))
     await store.add_message(message(gamma.id, None, "user", "京都で紅葉を見たい"))
     assert [c.id for c in await store.conversations(query="rust")] == [alpha.id]
@@ -138,7 +143,7 @@ async def test_search_titles_and_text_in_any_language(store: SQLStore) -> None:
 
 
 async def test_deleting_a_conversation_deletes_its_messages(store: SQLStore) -> None:
-    conversation = await store.create_conversation()
+    conversation = await store.create_conversation(owner="anonymous")
     stored = await store.add_message(message(conversation.id, None, "user", "bye"))
     await store.delete_conversation(conversation.id)
     with pytest.raises(NotFound):
@@ -152,3 +157,36 @@ async def test_message_needs_an_existing_conversation(store: SQLStore) -> None:
 
 async def test_ping(store: SQLStore) -> None:
     await store.ping()
+
+
+async def test_owners_see_only_their_own(store: SQLStore) -> None:
+    mine = await store.create_conversation(owner="key:a", title="Mine")
+    theirs = await store.create_conversation(owner="key:b", title="Theirs")
+    a = ("key:a",)
+    assert [c.id for c in await store.conversations(owners=a)] == [mine.id]
+    assert [c.id for c in await store.conversations(owners=a, query="Theirs")] == []
+    assert {c.id for c in await store.conversations()} == {mine.id, theirs.id}  # ANY
+    assert (await store.conversation(mine.id, a)).owner == "key:a"
+    # Another owner's conversation is exactly as absent as one that never existed.
+    for call in (
+        store.conversation(theirs.id, a),
+        store.update_conversation(theirs.id, a, title="taken"),
+        store.delete_conversation(theirs.id, a),
+    ):
+        with pytest.raises(NotFound) as caught:
+            await call
+        assert caught.value.message == f"No conversation with id {theirs.id!r}."
+    untouched = await store.conversation(theirs.id)
+    assert untouched.title == "Theirs"
+
+
+async def test_auth_decision_is_stored_not_counted(store: SQLStore) -> None:
+    keys = KeyStore(store.engine)
+    assert await keys.auth_required() is False
+    key, _ = await keys.create(name="only")
+    assert await keys.auth_required() is True
+    await keys.revoke(key.id)
+    assert await keys.any_active() is False
+    assert await keys.auth_required() is True  # revoking the last key opens nothing
+    await keys.set_auth_required(False)
+    assert await keys.auth_required() is False

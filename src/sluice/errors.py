@@ -6,6 +6,8 @@
     ├── ConfigError              bad settings or config file (CLI exit 2)
     ├── RequestError             the client's request is wrong            400
     │   ├── BodyTooLarge                                                  413
+    │   ├── UnsupportedMediaType  a JSON endpoint sent something else     415
+    │   ├── MisdirectedRequest   a Host this gateway does not serve       421
     │   ├── ModelNotFound                                                 404
     │   └── NotFound             an unknown stream, conversation …        404
     ├── AuthenticationError      no or a wrong key / session              401
@@ -13,6 +15,8 @@
     ├── RateLimited              the gateway's own limits                 429
     │   └── BudgetExceeded       a key's token / cost budget is spent     429
     ├── ShuttingDown             the server is draining                   503
+    ├── Unavailable              shared state (Redis, the database) or    503
+    │                            capacity is missing; retry later
     └── UpstreamError            the model provider failed                502
         ├── UpstreamUnavailable  refused / unreachable / 503              502, 503
         ├── UpstreamRateLimited  upstream 429, with retry_after           429
@@ -65,6 +69,16 @@ class RequestError(SluiceError):
 class BodyTooLarge(RequestError):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(RequestError):
+    status = 421
+    code = "misdirected_request"
 
 
 class ModelNotFound(RequestError):
@@ -120,6 +134,19 @@ class ShuttingDown(SluiceError):
     retryable = True
 
 
+class Unavailable(SluiceError):
+    """Something the gateway needs is missing for now (Redis or the database down, or
+    the gateway at capacity): fail closed, with a ``Retry-After``."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = 1, **kwargs: object) -> None:
+        super().__init__(message, retry_after=retry_after, **kwargs)  # type: ignore[arg-type]
+
+
 class UpstreamError(SluiceError):
     status = 502
     type = "upstream_error"
@@ -161,6 +188,7 @@ __all__ = [
     "BodyTooLarge",
     "BudgetExceeded",
     "ConfigError",
+    "MisdirectedRequest",
     "ModelNotFound",
     "NotFound",
     "PermissionDenied",
@@ -168,6 +196,8 @@ __all__ = [
     "RequestError",
     "ShuttingDown",
     "SluiceError",
+    "Unavailable",
+    "UnsupportedMediaType",
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamRateLimited",

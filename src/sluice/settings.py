@@ -23,6 +23,9 @@ from sluice.errors import ConfigError
 
 DisconnectPolicy = Literal["cancel", "detach"]
 
+#: Shortest master key accepted.
+MIN_MASTER_KEY = 16
+
 #: What `OPENAI_API_KEY` alone adds: the usual OpenAI chat models, served under their own names.
 OPENAI_DEFAULT_MODELS = (
     "gpt-4o",
@@ -196,7 +199,42 @@ class Settings(BaseSettings):
     #: The model the chat API and the web page use when none is named.
     default_model: str | None = None
     redis_url: SecretStr | None = None
+    #: Prefix of every Redis key and channel, so deployments sharing a Redis never meet.
+    redis_prefix: str = Field(default="sluice", min_length=1, max_length=64, pattern=r"^[\w.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Write chat text (questions, answers) to the log; off by default at every level.
+    log_content: bool = False
+
+    # -- the boundary: what hostile clients and pages may not do --------------------
+    #: Host names requests may be addressed to besides loopback names and the bound
+    #: address (DNS rebinding defense); "*" allows any.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Seconds a client gets to send its request line and headers (slowloris).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Open client connections per process; past it the longest-idle ones are closed.
+    max_connections: int = Field(default=1000, ge=16)
+    #: Largest stored JSON object (a conversation's options), serialised, in bytes.
+    max_json_bytes: int = Field(default=16384, ge=256)
+    #: Choices per request (`n`).
+    max_choices: int = Field(default=8, ge=1, le=128)
+    #: Largest answer the simulated model may be asked for (its `length`), in tokens.
+    max_sim_length: int = Field(default=20000, ge=1)
+    #: Concurrent streams per key when the key sets none.
+    default_key_concurrency: int = Field(default=32, ge=1)
+    #: Generations running at once in this process; past it new ones get 503.
+    max_running_generations: int = Field(default=2000, ge=1)
+
+    @field_validator("master_key")
+    @classmethod
+    def _strong_master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty variable must not read as "no authentication", nor a short one as a
+        # secret.
+        if value is not None and len(value.get_secret_value()) < MIN_MASTER_KEY:
+            raise ValueError(
+                f"the master key must be at least {MIN_MASTER_KEY} characters (it is "
+                f"{len(value.get_secret_value())}); unset it to run without one"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(

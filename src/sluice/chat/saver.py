@@ -1,8 +1,11 @@
 """Saving an answer while it streams, so a crash loses at most a second of text.
 
 One task per turn reads the generation's log once a second (never per chunk), writes
-the text so far, and when the generation ends writes the final state: status, finish
-reason, usage, time to first token, duration.
+the text so far (and touches the row at least every ``TOUCH_EVERY`` seconds, which is
+how the crash-recovery sweep tells a live answer from a dead one), and when the
+generation ends writes the final state: status, finish reason, usage, time to first
+token, duration — retried for a while if the store is down, since a final state never
+written would leave the answer ``streaming`` under a live instance.
 """
 
 from __future__ import annotations
@@ -13,10 +16,16 @@ import logging
 import time
 
 from sluice.engine.generation import Generation, State
+from sluice.errors import NotFound
 from sluice.events import Finish, StreamError, TextDelta, Usage
 from sluice.store.conversations import ConversationStore
 
 logger = logging.getLogger("sluice.chat")
+
+#: A live answer's row is written at least this often (seconds), text grown or not.
+TOUCH_EVERY = 5.0
+#: Waits between tries of the final write (the last try comes after their sum).
+_FINAL_RETRIES = (0.5, 1.0, 2.0, 4.0)
 
 _STATUS = {
     State.COMPLETED: "complete",
@@ -56,7 +65,7 @@ class Saver:
             text = self._text()
             # Write when the text grew, and now and then regardless, so other instances
             # can tell a live answer from one a dead process left behind.
-            stale = time.monotonic() - saved_at > 5
+            stale = time.monotonic() - saved_at > TOUCH_EVERY
             if (text != saved or stale) and not log.closed:
                 try:
                     await self._store.update_message(self._message_id, content=text)
@@ -66,6 +75,20 @@ class Saver:
         await self._finish()
 
     async def _finish(self) -> None:
+        for wait in (*_FINAL_RETRIES, None):
+            try:
+                await self._write_final()
+                return
+            except NotFound:
+                return  # the conversation was deleted meanwhile: nothing left to save
+            except Exception:
+                if wait is None:
+                    logger.error("saving the final answer failed", exc_info=True)
+                    return
+                logger.warning("saving the final answer failed; retrying in %.1f s", wait)
+                await asyncio.sleep(wait)
+
+    async def _write_final(self) -> None:
         generation = self.generation
         events = generation.log.events
         reason = next(
@@ -76,19 +99,16 @@ class Saver:
         started = generation.started_at
         first = generation.first_token_at
         finished = generation.finished_at or time.monotonic()
-        try:
-            await self._store.update_message(
-                self._message_id,
-                content=self._text(),
-                status=_STATUS.get(generation.state, "failed"),
-                finish_reason=reason,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                usage_estimated=bool(usage and usage.details.get("estimated")),
-                ttft_ms=(first - started) * 1000 if first else None,
-                duration_ms=(finished - started) * 1000,
-                model=generation.served_by or generation.model,
-                error=error.message if error else None,
-            )
-        except Exception:
-            logger.error("saving the final answer failed", exc_info=True)
+        await self._store.update_message(
+            self._message_id,
+            content=self._text(),
+            status=_STATUS.get(generation.state, "failed"),
+            finish_reason=reason,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            usage_estimated=bool(usage and usage.details.get("estimated")),
+            ttft_ms=(first - started) * 1000 if first else None,
+            duration_ms=(finished - started) * 1000,
+            model=generation.served_by or generation.model,
+            error=error.message if error else None,
+        )

@@ -7,20 +7,22 @@ message tree instead of overwriting anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sluice.chat.saver import Saver
 from sluice.chat.titles import title_from
 from sluice.chat.window import window
 from sluice.engine.engine import Engine
-from sluice.engine.generation import Generation
+from sluice.engine.generation import Allowance, Generation
 from sluice.errors import NotFound, RequestError
+from sluice.owners import visible_to
 from sluice.policy.access import OPEN, Principal
 from sluice.policy.quota import Quota, Ticket
 from sluice.store.conversations import Conversation, ConversationStore, Message, new_id
 from sluice.wire.openai_request import ChatRequest, chat_request_from_body
+from sluice.wire.storable import Unstorable, check_text, storable_json
 
 #: Options a turn may set on the model call (the rest of the OpenAI body is the gateway's).
 TURN_OPTIONS = {
@@ -38,10 +40,17 @@ TURN_OPTIONS = {
 }
 
 
+#: Text that is stored or looked up in the database: a NUL or an unpaired surrogate is
+#: a 400 here, before anything is stored, not a driver error half-way through a turn.
+_Text = Annotated[str, AfterValidator(check_text)]
+#: Stored as the conversation's options: nesting, size and every value checked.
+_Options = Annotated[dict[str, Any], AfterValidator(storable_json)]
+
+
 class Edit(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    message_id: str = Field(min_length=1)
-    content: str = Field(min_length=1)
+    message_id: _Text = Field(min_length=1)
+    content: _Text = Field(min_length=1)
 
 
 class TurnRequest(BaseModel):
@@ -49,12 +58,13 @@ class TurnRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    conversation_id: str | None = None
-    message: str | None = Field(default=None, min_length=1)
+    conversation_id: _Text | None = None
+    message: _Text | None = Field(default=None, min_length=1)
+    #: A stateless turn: sent on, never stored (its nesting is checked with the request).
     messages: list[dict[str, Any]] | None = None
-    model: str | None = None
-    system: str | None = None
-    options: dict[str, Any] | None = None
+    model: _Text | None = None
+    system: _Text | None = None
+    options: _Options | None = None
     #: Answer the last question again (a new version of the last answer).
     regenerate: bool = False
     #: Replace an earlier question (a new version of it) and answer that.
@@ -77,13 +87,21 @@ class TurnRequest(BaseModel):
         return self
 
 
-def parse_turn(data: Any) -> TurnRequest:
+def parse_turn(data: Any, *, max_json_bytes: int | None = None) -> TurnRequest:
+    """A turn's body -> TurnRequest, or RequestError (400) naming the field. Stored JSON
+    (``options``) may serialise to ``max_json_bytes`` (default: the settings' default)."""
+    context = {} if max_json_bytes is None else {"max_json_bytes": max_json_bytes}
     try:
-        return TurnRequest.model_validate(data)
+        return TurnRequest.model_validate(data, context=context)
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = ".".join(str(part) for part in error["loc"]) or None
         message = error["msg"].removeprefix("Value error, ")
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, Unstorable) and cause.path:
+            # Named down to the value inside the field: 'options.a.b'.
+            loc = ".".join([*(str(part) for part in error["loc"][:-1]), cause.path])
+            message = cause.problem
         raise RequestError(
             f"Invalid value for '{loc}': {message}" if loc else message, param=loc
         ) from None
@@ -122,6 +140,10 @@ class ChatService:
         self._save_interval = save_interval
         self._savers: set[Saver] = set()
 
+    def parse(self, data: Any) -> TurnRequest:
+        """A turn's body, checked against this gateway's limits (see ``parse_turn``)."""
+        return parse_turn(data, max_json_bytes=self.engine.settings.max_json_bytes)
+
     def _model(self, requested: str | None, conversation_model: str | None = None) -> str:
         model = requested or conversation_model or self.engine.default_model
         self.engine.provider(model)  # 404 for an unknown model, before anything is stored
@@ -129,13 +151,17 @@ class ChatService:
 
     async def _admit(
         self, principal: Principal, request: ChatRequest
-    ) -> tuple[Ticket | None, int | None]:
+    ) -> tuple[Ticket | None, Allowance | None]:
         if self._quota is None:
             return None, None
         ticket = await self._quota.admit(
             principal, request.model, request.messages, request.max_tokens
         )
         return ticket, ticket.allowance
+
+    def _release(self, ticket: Ticket | None) -> None:
+        if self._quota is not None and ticket is not None:
+            self._quota.release(ticket)
 
     def _meter(self, generation: Generation, principal: Principal, ticket: Ticket | None) -> None:
         if self._quota is not None and ticket is not None:
@@ -145,14 +171,19 @@ class ChatService:
         if turn.messages is not None:
             return await self._stateless(turn, principal)
         if turn.conversation_id:
+            # Another owner's conversation is "not found", like one that never was.
+            reach = None if principal.admin else visible_to(principal.owner)
             try:
-                conversation = await self.store.conversation(turn.conversation_id)
+                conversation = await self.store.conversation(turn.conversation_id, reach)
             except NotFound as exc:
                 raise NotFound(exc.message, param="conversation_id") from None
             return await self._turn(turn, conversation, principal)
         self._model(turn.model)
         conversation = await self.store.create_conversation(
-            system_prompt=turn.system, model=turn.model, options=turn.options or {}
+            owner=principal.owner,
+            system_prompt=turn.system,
+            model=turn.model,
+            options=turn.options or {},
         )
         try:
             return await self._turn(turn, conversation, principal)
@@ -178,33 +209,46 @@ class ChatService:
         )
         # Admitted (key, limits, budget) before anything is stored.
         ticket, allowance = await self._admit(principal, request)
-        parent = plan.reuse
-        if parent is None:
-            stored = await self.store.add_message(
-                Message(new_id(), conversation.id, plan.parent, "user", plan.question)
-            )
-            parent = stored.id
         answer_id = new_id()
-        generation = self.engine.start(
-            request,
-            policy="detach",
-            format="chat",
-            context={"conversation_id": conversation.id, "message_id": answer_id},
-            allowance=allowance,
-        )
-        self._meter(generation, principal, ticket)
-        await self.store.add_message(
-            Message(
-                answer_id,
-                conversation.id,
-                parent,
-                "assistant",
-                "",
-                model=model,
-                status="streaming",
-                stream_id=generation.id,
+        try:
+            generation = self.engine.start(
+                request,
+                policy="detach",
+                format="chat",
+                context={"conversation_id": conversation.id, "message_id": answer_id},
+                allowance=allowance,
+                # The stream belongs to the conversation's owner (the admin may write into
+                # someone's conversation; its owner still reads the answer).
+                owner=conversation.owner,
+                allowed=principal.key.allows if principal.key else None,
             )
-        )
+        except BaseException:
+            self._release(ticket)
+            raise
+        self._meter(generation, principal, ticket)
+        try:
+            parent = plan.reuse
+            if parent is None:
+                stored = await self.store.add_message(
+                    Message(new_id(), conversation.id, plan.parent, "user", plan.question)
+                )
+                parent = stored.id
+            await self.store.add_message(
+                Message(
+                    answer_id,
+                    conversation.id,
+                    parent,
+                    "assistant",
+                    "",
+                    model=model,
+                    status="streaming",
+                    stream_id=generation.id,
+                )
+            )
+        except BaseException:
+            # Nothing half-written runs on: an answer nobody could ever read is stopped.
+            generation.cancel()
+            raise
         saver = Saver(generation, self.store, answer_id, interval=self._save_interval)
         self._savers.add(saver)
         saver.task.add_done_callback(lambda _: self._savers.discard(saver))
@@ -221,8 +265,13 @@ class ChatService:
             question = path[asked[-1]]
             return _Plan(path[: asked[-1]], question.content, question.parent_id, question.id)
         if turn.edit is not None:
-            target = await self.store.message(turn.edit.message_id)
-            if target.conversation_id != conversation_id or target.role != "user":
+            # Unknown and another conversation's look the same: no hint either exists.
+            try:
+                target = await self.store.message(turn.edit.message_id)
+            except NotFound:
+                target = None
+            mine = target is not None and target.conversation_id == conversation_id
+            if target is None or not mine or target.role != "user":
                 raise RequestError(
                     "edit.message_id must be a question (user message) of this conversation.",
                     param="edit.message_id",
@@ -243,7 +292,18 @@ class ChatService:
             {**(turn.options or {}), "model": model, "messages": messages, "stream": True}
         )
         ticket, allowance = await self._admit(principal, request)
-        generation = self.engine.start(request, policy="detach", format="chat", allowance=allowance)
+        try:
+            generation = self.engine.start(
+                request,
+                policy="detach",
+                format="chat",
+                allowance=allowance,
+                owner=principal.owner,
+                allowed=principal.key.allows if principal.key else None,
+            )
+        except BaseException:
+            self._release(ticket)
+            raise
         self._meter(generation, principal, ticket)
         return Turn(generation, None, None, model)
 

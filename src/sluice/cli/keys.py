@@ -140,12 +140,44 @@ def revoke(
     async def action(store: KeyStore) -> ApiKey:
         return await store.revoke(key_id)
 
-    key = _with_keys(config, data_dir, action)
+    async def revoked(store: KeyStore) -> tuple[ApiKey, bool]:
+        key = await action(store)
+        return key, not await store.any_active() and await store.auth_required()
+
+    key, last = _with_keys(config, data_dir, revoked)
     typer.echo(f"revoked {key.id} ({key.name})")
+    if last:
+        typer.echo(
+            "that was the last active key: the gateway stays closed (only the master key "
+            "gets in); `sluice keys auth off` opens it",
+            err=True,
+        )
+
+
+@keys_app.command("auth")
+def auth(
+    state: Annotated[
+        str | None, typer.Argument(help="on: require a key; off: open to everyone; none: show.")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show or decide whether the gateway requires authentication. The first key created
+    turns it on; only this command turns it off (a master key keeps it on regardless)."""
+    if state not in (None, "on", "off"):
+        raise _fail(f"auth takes 'on' or 'off', not {state!r}", 2)
+
+    async def action(store: KeyStore) -> bool:
+        if state is not None:
+            await store.set_auth_required(state == "on")
+        return await store.auth_required()
+
+    required = _with_keys(config, data_dir, action)
+    typer.echo(f"authentication {'required' if required else 'not required (open gateway)'}")
 
 
 def any_authentication(settings: Settings) -> bool:
-    """Is a master key set, or does any active key exist in the store?"""
+    """Is a master key set, or does the store say authentication is required?"""
     if settings.master_key is not None:
         return True
     secret = settings.database_url.get_secret_value() if settings.database_url else None
@@ -154,7 +186,7 @@ def any_authentication(settings: Settings) -> bool:
         engine = create_engine(database_url(secret, settings.data_dir))
         try:
             await migrate(engine)
-            return await KeyStore(engine).any_active()
+            return await KeyStore(engine).auth_required()
         finally:
             await engine.dispose()
 

@@ -14,13 +14,16 @@ from typing import Any
 import orjson
 
 from sluice.chat.frames import turn_frames
-from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.chat.service import ChatService, Turn
 from sluice.cli.backend import CliError, ConversationInfo, Frame, MessageInfo, cli_error
 from sluice.engine.engine import Engine
 from sluice.errors import SluiceError
+from sluice.owners import LOCAL, visible_to
+from sluice.policy.access import local_user
 from sluice.settings import Settings
 from sluice.store.conversations import Conversation, Message, SQLStore
 from sluice.store.database import create_engine, database_url, default_data_dir, migrate
+from sluice.store.keys import KeyStore
 from sluice.wire.openai_chunks import ChunkEncoder
 from sluice.wire.openai_request import chat_request_from_body
 
@@ -53,6 +56,8 @@ class LocalBackend:
         )
         self._store: SQLStore | None = None
         self._chat: ChatService | None = None
+        #: Decided when the store opens (see policy.access.local_user).
+        self._principal = local_user(auth_required=True)
 
     async def _service(self) -> ChatService:
         if self._chat is None:
@@ -70,6 +75,7 @@ class LocalBackend:
                     "check --data-dir or SLUICE_DATABASE_URL"
                 ) from None
             self._store = store
+            self._principal = local_user(await KeyStore(store.engine).auth_required())
             self._chat = ChatService(self.engine, store)
         return self._chat
 
@@ -82,7 +88,7 @@ class LocalBackend:
     async def turn(self, body: dict[str, Any]) -> LocalTurn:
         chat = await self._service()
         try:
-            return LocalTurn(await chat.start(parse_turn(body)))
+            return LocalTurn(await chat.start(chat.parse(body), self._principal))
         except SluiceError as exc:
             raise cli_error(exc, models=await self.models()) from None
 
@@ -91,7 +97,7 @@ class LocalBackend:
             request = chat_request_from_body(
                 {**body, "stream": True, "stream_options": {"include_usage": True}}
             )
-            generation = self.engine.start(request)
+            generation = self.engine.start(request, owner=self._principal.owner)
         except SluiceError as exc:
             raise cli_error(exc, models=await self.models()) from None
         # The same chunk objects /v1/chat/completions would send.
@@ -107,7 +113,7 @@ class LocalBackend:
         self, *, query: str | None = None, limit: int = 50
     ) -> list[ConversationInfo]:
         chat = await self._service()
-        found = await chat.store.conversations(query=query, limit=limit)
+        found = await chat.store.conversations(owners=visible_to(LOCAL), query=query, limit=limit)
         return [_conversation(c) for c in found]
 
     async def conversation(

@@ -56,6 +56,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the gateway: the OpenAI-compatible API, the chat API and the web page."""
+    from sluice.http.server import require_shared_state
     from sluice.http.server import serve as run_server
     from sluice.settings import Settings
 
@@ -73,6 +74,7 @@ def serve(
 
         Engine(settings)
         refuse_open_exposure(settings)
+        require_shared_state(settings)
     except ConfigError as exc:
         raise fail(exc.message, 2) from None
     run_server(settings, config)
@@ -114,11 +116,15 @@ def sim(
     ] = 60.0,
     jitter: Annotated[float, typer.Option(help="Random gap variation, 0..1.")] = 0.2,
     length: Annotated[int, typer.Option(help="Answer length in tokens.")] = 250,
+    max_length: Annotated[
+        int,
+        typer.Option(min=1, help="Longest answer a request's `sim.length` may ask for."),
+    ] = 20000,
 ) -> None:
     """Serve the simulated model as a standalone OpenAI-compatible upstream."""
     import uvicorn
 
-    from sluice.providers.sim.options import SimOptions
+    from sluice.providers.sim.options import SimLimits, SimOptions
     from sluice.providers.sim.server import SimServer
 
     try:
@@ -134,7 +140,8 @@ def sim(
     except SluiceError as exc:
         raise fail(exc.message.replace("'sim.", "'--").replace("_", "-"), 2) from None
     uvicorn.run(
-        SimServer(options),
+        # The operator's own --length is never refused (`sluice bench` sizes it).
+        SimServer(options, SimLimits(max_length=max(max_length, length))),
         host=host,
         port=port,
         loop="uvloop",

@@ -8,18 +8,19 @@ client and the table of live generations (for stop and resume by id).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from sluice import providers
-from sluice.engine.generation import Generation, State
+from sluice.engine.generation import Allowance, Generation, State
 from sluice.engine.memory import QuietTrim
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
 from sluice.engine.stats import RecentAnswers
-from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError
+from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError, Unavailable
 from sluice.events import Event
+from sluice.owners import ANONYMOUS, may_reach
 from sluice.providers.base import Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
 from sluice.settings import DisconnectPolicy, ModelConfig, Settings
@@ -43,7 +44,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.http = HttpClient()
-        context = ProviderContext(http=self.http)
+        context = ProviderContext(http=self.http, settings=settings)
         found = providers.available() if factories is None else factories
         self._configs: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         self._providers: dict[str, Provider] = {
@@ -60,6 +61,7 @@ class Engine:
             self.shared = RedisEventLogs(
                 settings.redis_url.get_secret_value(),
                 retention_seconds=settings.stream_retention_seconds,
+                prefix=settings.redis_prefix,
             )
         self._retention = settings.stream_retention_seconds
         self._trim = QuietTrim(lambda: not self._generations)
@@ -101,13 +103,22 @@ class Engine:
         policy: DisconnectPolicy = "cancel",
         format: str = "openai",
         context: dict[str, str] | None = None,
-        allowance: int | None = None,
+        allowance: Allowance | None = None,
+        owner: str = ANONYMOUS,
+        allowed: Callable[[str], bool] | None = None,
     ) -> Generation:
+        """Start one answer. ``owner`` is the principal that may read, resume and stop
+        it; ``allowed`` (a key's model allow-list) limits the fallbacks it may take."""
         self.provider(request.model)  # ModelNotFound before anything starts
+        if self.active >= self.settings.max_running_generations:
+            raise Unavailable(
+                "The gateway is at capacity (too many answers running); retry shortly.",
+                code="overloaded",
+            )
         config = self._configs[request.model]
+        fallbacks = [name for name in config.fallbacks if allowed is None or allowed(name)]
         route = RetryState(
-            [self._candidates[request.model]]
-            + [self._candidates[name] for name in config.fallbacks],
+            [self._candidates[request.model]] + [self._candidates[name] for name in fallbacks],
             self.cooldowns,
         )
         generation = Generation(
@@ -121,6 +132,7 @@ class Engine:
         generation.format = format
         generation.context = dict(context or {})
         generation.allowance = allowance
+        generation.owner = owner
         self._generations[generation.id] = generation
         if self.shared is not None:
             shared = self.shared
@@ -133,6 +145,7 @@ class Engine:
                     format,
                     generation.context.get("conversation_id", ""),
                     generation.context.get("message_id", ""),
+                    owner,
                 )
             )
             gid = generation.id
@@ -140,9 +153,11 @@ class Engine:
         generation.start()
         return generation
 
-    def generation(self, generation_id: str) -> Generation:
+    def generation(self, generation_id: str, *, reader: str | None = None) -> Generation:
+        """The generation with this id. With ``reader`` (a principal's owner string),
+        one that principal may not reach is "not found", like one that never was."""
         generation = self._generations.get(generation_id)
-        if generation is None:
+        if generation is None or (reader is not None and not may_reach(reader, generation.owner)):
             raise NotFound(f"No stream with id {generation_id!r}.", param="stream_id")
         return generation
 
@@ -249,6 +264,7 @@ class Engine:
         """Start what runs beside the requests (needs the running loop)."""
         if self.shared is not None:
             self.shared.listen_for_cancels(self._cancel_requested)
+            self.shared.hold_lease()
 
     def _cancel_requested(self, generation_id: str) -> None:
         generation = self._generations.get(generation_id)

@@ -26,6 +26,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Protocol
 
 from sluice.engine.deadlines import Deadlines
 from sluice.engine.log import EventLog
@@ -42,6 +43,7 @@ from sluice.events import (
     ToolCallDelta,
     Usage,
 )
+from sluice.owners import ANONYMOUS
 from sluice.settings import DisconnectPolicy, Timeouts
 from sluice.tokens import estimate_usage
 from sluice.wire.errors import stream_error_from
@@ -60,6 +62,15 @@ _TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
 Sink = Callable[[list[Event]], Awaitable[None]]
 #: Opens one attempt: the candidate's provider streaming the request.
 Opener = Callable[[Candidate, ChatRequest], AsyncIterator[list[Event]]]
+
+
+class Allowance(Protocol):
+    """Completion tokens an answer may still produce (a key's budget), owned by policy
+    code; ``extend`` asks it for more once they are used up."""
+
+    remaining: int
+
+    async def extend(self) -> bool: ...
 
 
 class State(enum.Enum):
@@ -103,9 +114,10 @@ class Generation:
         self.context: dict[str, str] = {}
         #: Called once when the answer ends (usage metering, limits).
         self.on_finish: list[Callable[[Generation], None]] = []
+        #: The principal that may read, resume and stop it (see sluice.owners).
+        self.owner = ANONYMOUS
         #: Completion tokens this answer may still produce (a key's budget), or None.
-        self.allowance: int | None = None
-        self._produced = 0
+        self.allowance: Allowance | None = None
         self.route = route
         self._open = open_attempt
         self._on_done = on_done
@@ -302,7 +314,7 @@ class Generation:
                 batch, held = held + batch, []
             exhausted = False
             if self.allowance is not None:
-                batch, exhausted = self._within_allowance(batch)
+                batch, exhausted = await self._within_allowance(batch)
             for event in batch:
                 kind = type(event)
                 if kind is RoleStart:
@@ -322,15 +334,17 @@ class Generation:
         if held:
             await self._publish(held)
 
-    def _within_allowance(self, batch: list[Event]) -> tuple[list[Event], bool]:
-        """The part of ``batch`` the remaining allowance covers, and whether it ran out.
-        (One upstream read may carry many tokens: the cut falls inside the batch.)"""
-        assert self.allowance is not None
+    async def _within_allowance(self, batch: list[Event]) -> tuple[list[Event], bool]:
+        """The part of ``batch`` the allowance covers, and whether it ran out and could
+        not be extended. (One upstream read may carry many tokens: the cut falls inside
+        the batch.) Only running out costs a call to the policy, never a chunk."""
+        allowance = self.allowance
+        assert allowance is not None
         for position, event in enumerate(batch):
             if type(event) in _TOKENS:
-                if self._produced >= self.allowance:
+                if allowance.remaining <= 0 and not await allowance.extend():
                     return batch[:position], True
-                self._produced += 1
+                allowance.remaining -= 1
         return batch, False
 
     async def _publish(self, batch: list[Event]) -> None:

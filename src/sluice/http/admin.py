@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -17,15 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import AuthenticationError, PermissionDenied, RequestError
 from sluice.http.gate import PRINCIPAL, SESSION_COOKIE, cookie
-from sluice.http.validation import Count, Text
+from sluice.http.validation import Count, ModelNames, Text
 from sluice.policy.access import Access, Principal
 from sluice.store.keys import KeyStore
+
+logger = logging.getLogger("sluice.http")
 
 
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[Text, Field(min_length=1, max_length=200)]
-    models: list[Text] | None = None
+    models: ModelNames | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     max_concurrent: Count | None = None
@@ -96,7 +99,17 @@ def build_router(
         master(request)
         key = await keys.revoke(key_id)
         access.forget()
+        if not await keys.any_active() and await keys.auth_required():
+            logger.warning(
+                "the last active API key was revoked; the gateway stays closed (401 without "
+                "the master key). `sluice keys auth off` opens it, explicitly."
+            )
         return key.public()
+
+    @router.get("/v1/admin/auth")
+    async def auth_state(request: Request) -> dict[str, Any]:
+        master(request)
+        return {"auth_required": await access.required()}
 
     @router.get("/v1/session")
     async def session_state(request: Request) -> dict[str, Any]:
@@ -113,7 +126,8 @@ def build_router(
     async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:
         principal = await access.check_secret(body.key)
         key_id = principal.key.id if principal.key else ""
-        token, session = await access.sessions.create(key_id, principal.master)
+        fingerprint = access.fingerprint if principal.master else ""
+        token, session = await access.sessions.create(key_id, principal.master, fingerprint)
         response.set_cookie(
             SESSION_COOKIE,
             token,

@@ -21,14 +21,16 @@ import redis.asyncio as redis
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
+from sluice.chat.recovery import Recovery
 from sluice.chat.service import ChatService
 from sluice.engine.engine import Engine
 from sluice.errors import ShuttingDown, SluiceError
 from sluice.http.admin import build_router as build_access_router
 from sluice.http.asgi import Receive, Scope, Send, send_error
+from sluice.http.boundary import Boundary
 from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
@@ -36,8 +38,10 @@ from sluice.http.gate import Gate
 from sluice.http.openapi_docs import ERRORS, document
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
+from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
 from sluice.policy.access import Access
+from sluice.policy.budgets import MemoryLedger, RedisLedger
 from sluice.policy.limits import RateLimits
 from sluice.policy.quota import Quota
 from sluice.policy.sessions import MemorySessions, RedisSessions, Sessions
@@ -78,9 +82,9 @@ _HTTP_TYPES = {
 }
 
 
-class ORJSONResponse(Response):
-    media_type = "application/json"
-
+class ORJSONResponse(JSONResponse):
+    # A JSONResponse, so the OpenAPI document describes bodies as JSON values (for a
+    # plain Response, FastAPI documents every 200 as a string).
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
@@ -98,15 +102,32 @@ class Gateway:
         self.keys = KeyStore(self.store.engine)
         redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
         sessions: Sessions = (
-            RedisSessions(redis.Redis.from_url(redis_url), settings.session_seconds)
+            RedisSessions(
+                redis.Redis.from_url(redis_url), settings.session_seconds, settings.redis_prefix
+            )
             if redis_url
             else MemorySessions(settings.session_seconds)
         )
         master = settings.master_key.get_secret_value() if settings.master_key else None
         self.access = Access(self.keys, master, sessions)
         self.gate = Gate(self.access, settings.cors_origins)
-        self.limits = RateLimits(redis_url)
-        self.quota = Quota(self.keys, self.limits, {m.name: m for m in settings.models})
+        # One client for limits and budgets; short timeouts, so an outage is a quick 503.
+        self.redis = (
+            redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+            if redis_url
+            else None
+        )
+        self.limits = RateLimits(
+            self.redis,
+            prefix=settings.redis_prefix,
+            default_concurrency=settings.default_key_concurrency,
+        )
+        self.quota = Quota(
+            self.keys,
+            self.limits,
+            {m.name: m for m in settings.models},
+            ledger=RedisLedger(self.redis, settings.redis_prefix) if self.redis else MemoryLedger(),
+        )
         self.completions = ChatCompletions(
             self.engine,
             self.quota,
@@ -122,17 +143,33 @@ class Gateway:
             keepalive_seconds=settings.keepalive_seconds,
         )
         self.api = build_api(self)
+        # Host, Origin, Content-Type and body size are checked before CORS and sign-in.
+        self.boundary = Boundary(
+            self._dispatch,
+            allowed_hosts=[*settings.allowed_hosts, settings.host],
+            cors_origins=settings.cors_origins,
+            max_body_bytes=settings.max_body_bytes,
+        )
 
     async def open(self) -> None:
         """Start-up: schema migrations, and answers a crash left mid-stream."""
         await migrate(self.store.engine)
+        if self.settings.master_key is not None:
+            # A gateway that once had a master key stays closed if it is removed.
+            await self.keys.set_auth_required(True)
         # Alone (no shared Redis), every answer still marked streaming is a dead one.
         alone = self.settings.redis_url is None
-        recovered = await self.store.recover_interrupted(0.0 if alone else 30.0)
+        recovered = await self.store.recover_interrupted(0.0) if alone else 0
         if recovered:
             logger.warning("marked %d answer(s) interrupted by a restart as incomplete", recovered)
+        # With Redis, a sweep keeps finding those whose instance died.
+        self.recovery = Recovery(self.store, self.engine.shared)
+        self.recovery.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.boundary(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             wrapped = await self.gate.cors(scope, send)
@@ -140,6 +177,9 @@ class Gateway:
                 return  # a preflight, answered
             send = wrapped
         if kind in ("http", "websocket") and not await self.gate.admit(scope, receive, send):
+            return
+        if kind == "http" and (unstorable := nul_in_target(scope)) is not None:
+            await send_error(send, unstorable)
             return
         if kind == "http":
             path = scope["path"]
@@ -169,10 +209,13 @@ class Gateway:
         await asyncio.sleep(0.1)
 
     async def aclose(self) -> None:
+        await self.recovery.aclose()
         await self.engine.aclose()
         await self.chat.settle()
         await self.quota.settle()
         await self.limits.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.store.aclose()
 
 
@@ -241,7 +284,7 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     @api.websocket("/ws")
     async def chat_socket(websocket: WebSocket) -> None:
-        await ChatSocket(websocket, gateway.chat, gateway.engine).run()
+        await ChatSocket(websocket, gateway.chat, gateway.engine, gateway.gate.recheck).run()
 
     @api.get("/v1/models")
     async def list_models() -> dict[str, Any]:

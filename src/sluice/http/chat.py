@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 
 from sluice.chat.frames import turn_frames
-from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.chat.service import ChatService, Turn
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import (
     SSE_HEADERS,
@@ -47,7 +47,7 @@ class ChatEndpoint:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"The request body is not valid JSON: {exc}") from None
-            turn = await self._chat.start(parse_turn(data), principal_of(scope))
+            turn = await self._chat.start(self._chat.parse(data), principal_of(scope))
         except ClientDisconnected:
             return
         except SluiceError as exc:

@@ -55,6 +55,7 @@ class ChatCompletions:
         self._limit = max_body_bytes
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
+        self._max_choices = engine.settings.max_choices
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -62,14 +63,24 @@ class ChatCompletions:
             return
         try:
             raw = await read_body(receive, self._limit, content_length(scope))
-            request = parse_chat_request(raw)
+            request = parse_chat_request(raw, max_choices=self._max_choices)
             policy = disconnect_policy(scope)
             self._engine.provider(request.model)  # 404 before any quota is spent
             principal = principal_of(scope)
             ticket = await self._quota.admit(
                 principal, request.model, request.messages, request.max_tokens
             )
-            generation = self._engine.start(request, policy=policy, allowance=ticket.allowance)
+            try:
+                generation = self._engine.start(
+                    request,
+                    policy=policy,
+                    allowance=ticket.allowance,
+                    owner=principal.owner,
+                    allowed=principal.key.allows if principal.key else None,
+                )
+            except BaseException:
+                self._quota.release(ticket)
+                raise
             self._quota.meter(generation, principal, ticket)
         except ClientDisconnected:
             return

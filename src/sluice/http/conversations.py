@@ -6,13 +6,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.engine.engine import Engine
-from sluice.errors import RequestError
+from sluice.errors import PermissionDenied, RequestError
+from sluice.http.gate import principal_of
 from sluice.http.validation import MAX_INT, JsonObject, Text
-from sluice.store.conversations import Conversation, ConversationStore, Message
+from sluice.owners import visible_to
+from sluice.policy.access import Principal
+from sluice.store.conversations import ANY, Conversation, ConversationStore, Message, Owners
+from sluice.wire.storable import Unstorable, check_json
 
 
 class NewConversation(BaseModel):
@@ -33,10 +37,30 @@ class ConversationChanges(BaseModel):
     leaf_id: Text | None = None
 
 
+def reach(principal: Principal) -> Owners:
+    """Whose conversations a principal may reach by id: its own, or any (the admin and
+    the local CLI user)."""
+    return ANY if principal.admin else visible_to(principal.owner)
+
+
+def listing(principal: Principal, owner: str | None, everyone: bool) -> Owners:
+    """Whose conversations a list shows: the principal's own, unless the admin asks
+    explicitly for one owner's (``?owner=``) or everyone's (``?all=true``)."""
+    if owner is None and not everyone:
+        return visible_to(principal.owner)
+    if not principal.admin:
+        raise PermissionDenied("Only the admin may list other owners' conversations.")
+    if everyone:
+        return ANY
+    assert owner is not None
+    return (owner,)
+
+
 def conversation_object(conversation: Conversation) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "object": "conversation",
+        "owner": conversation.owner,
         "title": conversation.title,
         "system_prompt": conversation.system_prompt,
         "model": conversation.model,
@@ -103,29 +127,42 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
         if model is not None:
             engine.provider(model)
 
+    def sized(options: dict[str, Any]) -> dict[str, Any]:
+        # The configured limit (the field type checks against the default).
+        try:
+            return dict(check_json(options, max_bytes=engine.settings.max_json_bytes))
+        except Unstorable as exc:
+            raise RequestError(f"Invalid value for 'options': {exc}", param="options") from None
+
     @router.get("")
     async def list_conversations(
+        request: Request,
         q: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+        owner: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        all: Annotated[bool, Query()] = False,
     ) -> dict[str, Any]:
-        found = await store.conversations(query=q, limit=limit, offset=offset)
+        owners = listing(principal_of(request.scope), owner, all)
+        found = await store.conversations(owners=owners, query=q, limit=limit, offset=offset)
         return {"object": "list", "data": [conversation_object(c) for c in found]}
 
     @router.post("")
-    async def create(body: NewConversation) -> dict[str, Any]:
+    async def create(body: NewConversation, request: Request) -> dict[str, Any]:
         known_model(body.model)
         conversation = await store.create_conversation(
+            owner=principal_of(request.scope).owner,
             title=body.title,
             system_prompt=body.system_prompt,
             model=body.model,
-            options=body.options,
+            options=sized(body.options),
         )
         return {**conversation_object(conversation), "messages": []}
 
     @router.get("/{conversation_id}")
-    async def read(conversation_id: str) -> dict[str, Any]:
-        conversation = await store.conversation(conversation_id)
+    async def read(conversation_id: str, request: Request) -> dict[str, Any]:
+        owners = reach(principal_of(request.scope))
+        conversation = await store.conversation(conversation_id, owners)
         tree = await store.tree(conversation_id)
         path = await store.path(conversation_id)
         return {
@@ -134,34 +171,40 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
         }
 
     @router.get("/{conversation_id}/messages")
-    async def list_messages(conversation_id: str) -> dict[str, Any]:
+    async def list_messages(conversation_id: str, request: Request) -> dict[str, Any]:
+        await store.conversation(conversation_id, reach(principal_of(request.scope)))
         tree = await store.tree(conversation_id)
         path = await store.path(conversation_id)
         return {"object": "list", "data": messages_with_versions(tree, path)}
 
     @router.patch("/{conversation_id}")
-    async def change(conversation_id: str, body: ConversationChanges) -> dict[str, Any]:
+    async def change(
+        conversation_id: str, body: ConversationChanges, request: Request
+    ) -> dict[str, Any]:
+        owners = reach(principal_of(request.scope))
+        await store.conversation(conversation_id, owners)  # 404 before anything else
         changes = body.model_dump(exclude_unset=True)
         known_model(changes.get("model"))
         if "leaf_id" in changes:
             leaf = changes["leaf_id"]
             if leaf is None:
                 raise RequestError("leaf_id cannot be null.", param="leaf_id")
-            target = await store.message(leaf)
-            if target.conversation_id != conversation_id:
+            # Unknown and another conversation's look the same: no hint either exists.
+            tree = await store.tree(conversation_id)
+            if not any(message.id == leaf for message in tree):
                 raise RequestError(
                     "leaf_id is not a message of this conversation.", param="leaf_id"
                 )
             # Choosing a version shows its whole branch: down to its newest descendant.
-            changes["leaf_id"] = newest_leaf(await store.tree(conversation_id), leaf)
-        if "options" in changes and changes["options"] is None:
-            changes["options"] = {}
-        conversation = await store.update_conversation(conversation_id, **changes)
+            changes["leaf_id"] = newest_leaf(tree, leaf)
+        if "options" in changes:
+            changes["options"] = sized(changes["options"] or {})
+        conversation = await store.update_conversation(conversation_id, owners, **changes)
         return conversation_object(conversation)
 
     @router.delete("/{conversation_id}")
-    async def remove(conversation_id: str) -> dict[str, Any]:
-        await store.delete_conversation(conversation_id)
+    async def remove(conversation_id: str, request: Request) -> dict[str, Any]:
+        await store.delete_conversation(conversation_id, reach(principal_of(request.scope)))
         return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
     return router

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hmac
 
-from sluice.errors import PermissionDenied, SluiceError
+from sluice.errors import AuthenticationError, PermissionDenied, SluiceError
 from sluice.http.asgi import Message, Receive, Scope, Send, header, send_error
+from sluice.http.boundary import same_origin
 from sluice.policy.access import Access, Principal
 
 SESSION_COOKIE = "sluice_session"
@@ -42,20 +43,19 @@ def cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-def _origin_of(scope: Scope) -> str:
-    scheme = scope.get("scheme", "http").replace("ws", "http")
-    host = (header(scope, b"host") or b"").decode("latin-1")
-    return f"{scheme}://{host}"
-
-
 class Gate:
     def __init__(self, access: Access, cors_origins: list[str]) -> None:
         self.access = access
-        self._origins = set(cors_origins)
+        # "null" (sandboxed frames, file: pages) is never a listed origin: see boundary.py.
+        self._origins = set(cors_origins) - {"null"}
         self._any = "*" in self._origins
 
     def _allowed_origin(self, scope: Scope, origin: str) -> bool:
-        return origin == _origin_of(scope) or origin in self._origins or self._any
+        # Same-origin as the boundary (http/boundary.py) judges it: default ports filled in.
+        if same_origin(scope, origin) or origin in self._origins:
+            return True
+        # A wildcard is for plain requests without credentials, never for a WebSocket.
+        return self._any and scope["type"] != "websocket"
 
     async def cors(self, scope: Scope, send: Send) -> Send | None:
         """Answer a preflight (returns None), or wrap ``send`` to add CORS headers."""
@@ -63,7 +63,7 @@ class Gate:
         if origin_raw is None:
             return send
         origin = origin_raw.decode("latin-1")
-        same = origin == _origin_of(scope)
+        same = same_origin(scope, origin)
         allowed = self._allowed_origin(scope, origin)
         if scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method"):
             if not allowed:
@@ -126,6 +126,18 @@ class Gate:
             return False
         scope[PRINCIPAL] = principal
         return True
+
+    async def recheck(self, scope: Scope) -> None:
+        """Is the principal an open connection was admitted as still valid? Raises if
+        its key was revoked or expired, its session ended, or the gateway's
+        authentication changed under it. Cached like every lookup (two seconds)."""
+        if scope["path"] in ("/", "/v1/session") or scope["path"].startswith(_EXEMPT):
+            return
+        principal = await self.access.authenticate(
+            header(scope, b"authorization"), cookie(scope, SESSION_COOKIE)
+        )
+        if principal.owner != principal_of(scope).owner:
+            raise AuthenticationError("The credentials of this connection changed; reconnect.")
 
     def _check_csrf(self, scope: Scope, principal: Principal) -> None:
         assert principal.session is not None

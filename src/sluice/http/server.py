@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import socket
 from pathlib import Path
 
 import uvicorn
 
+from sluice.errors import ConfigError
 from sluice.http.app import Gateway
+from sluice.http.protocol import GatewayProtocol
+from sluice.redact import REDACTOR, logging_config, secrets_of
 from sluice.settings import Settings
 
 #: Set by `sluice serve --workers N` for the worker processes, which build their own app.
@@ -20,7 +25,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, plus a header timeout and a connection cap (slowloris).
+        "http": GatewayProtocol,
         "ws": "websockets-sansio",
         # Larger client frames close the socket with 1009.
         "ws_max_size": settings.max_body_bytes,
@@ -55,8 +61,25 @@ def _find_gateway(app: object) -> Gateway | None:
     return None
 
 
+def raise_open_file_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: each connection is a descriptor, and the
+    usual soft 1024 is below ``max_connections`` plus upstream sockets and files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # "Unlimited" is not a value the kernel accepts for open files; 1M is its usual cap.
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        # If refused, keep the soft limit: the connection cap still bounds what we use.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(settings: Settings, config_file: Path | None = None) -> None:
+    # Here, not in the library: it changes the whole process, and workers inherit it.
+    raise_open_file_limit()
     options = uvicorn_options(settings)
+    # Every logger, every level, every worker: secrets redacted, chat text only on request.
+    options["log_config"] = logging_config(settings)
+    REDACTOR.remember(secrets_of(settings))
     if settings.workers > 1:
         # Workers are separate processes: each rebuilds the same settings from the same
         # sources, which the parent pins in the environment they inherit.
@@ -64,6 +87,7 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             os.environ[CONFIG_FILE_ENV] = str(config_file)
         os.environ["SLUICE_HOST"] = settings.host
         os.environ["SLUICE_PORT"] = str(settings.port)
+        os.environ["SLUICE_WORKERS"] = str(settings.workers)
         if settings.data_dir is not None:
             os.environ["SLUICE_DATA_DIR"] = str(settings.data_dir)
         # uvicorn's supervisor builds plain Servers in the workers, so with N workers a
@@ -84,4 +108,19 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
 
 def app_from_environment() -> Gateway:
     config_file = os.environ.get(CONFIG_FILE_ENV)
-    return Gateway(Settings.load(Path(config_file) if config_file else None))
+    settings = Settings.load(Path(config_file) if config_file else None)
+    require_shared_state(settings)
+    REDACTOR.remember(secrets_of(settings))
+    return Gateway(settings)
+
+
+def require_shared_state(settings: Settings) -> None:
+    """Several workers are several memories: without Redis a session opened on one is
+    unknown to the others (random 401s), each counts its own limits (N times the
+    limit), and a stream can only be resumed or stopped on the worker running it."""
+    if settings.workers > 1 and settings.redis_url is None:
+        raise ConfigError(
+            f"refusing to start {settings.workers} workers without Redis: sessions, rate "
+            "limits, budgets, resume and cancel need state shared between workers. Set "
+            "SLUICE_REDIS_URL, or use one worker"
+        )

@@ -10,6 +10,7 @@ generation: the partial answer is kept, its choices finish as ``incomplete``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,7 +18,7 @@ from sluice.chat.service import Turn
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Generation
 from sluice.engine.log import EventLog
-from sluice.errors import NotFound, RequestError, SluiceError
+from sluice.errors import NotFound, RequestError, SluiceError, Unavailable
 from sluice.events import Event, Finish, StreamError, Usage
 from sluice.http.asgi import (
     SSE_HEADERS,
@@ -30,9 +31,12 @@ from sluice.http.asgi import (
     send_json,
 )
 from sluice.http.chat import relay_turn
+from sluice.http.gate import principal_of
 from sluice.http.watch import ResponseWatch
-from sluice.store.shared_log import RedisEventLogs, StreamMeta
+from sluice.owners import may_reach
+from sluice.store.shared_log import Entry, RedisEventLogs, StreamMeta
 from sluice.wire.chat_frames import ChatFrames, sse
+from sluice.wire.errors import stream_error_from
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
 from sluice.wire.sse import encode_comment
 
@@ -48,12 +52,13 @@ class Streams:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rest = scope["path"][len(PREFIX) :]
         stream_id, _, action = rest.partition("/")
+        reader = principal_of(scope).owner
         try:
             try:
-                generation = self._engine.generation(stream_id)
+                generation = self._engine.generation(stream_id, reader=reader)
             except NotFound:
                 # Not ours: another instance may own it (shared event log in Redis).
-                if not await self._shared(stream_id, action, scope, receive, send):
+                if not await self._shared(stream_id, reader, action, scope, receive, send):
                     raise
                 return
             if action == "" and scope["method"] == "GET":
@@ -120,13 +125,13 @@ class Streams:
             generation.unsubscribe()
 
     async def _shared(
-        self, stream_id: str, action: str, scope: Scope, receive: Receive, send: Send
+        self, stream_id: str, reader: str, action: str, scope: Scope, receive: Receive, send: Send
     ) -> bool:
         shared = self._engine.shared
         if shared is None:
             return False
         meta = await shared.meta(stream_id)
-        if meta is None:
+        if meta is None or not may_reach(reader, meta.owner):
             return False
         if action == "" and scope["method"] == "GET" and meta.format == "chat":
             await self._replay_shared_chat(shared, meta, _after(scope), receive, send)
@@ -156,7 +161,7 @@ class Streams:
             last: Event | None = None
             skipping = after
             number = after + 1
-            async for entry in shared.entries(meta.id):
+            async for entry in _following(shared, meta):
                 if watch.disconnected:
                     return
                 fresh: list[Event] = []
@@ -204,7 +209,7 @@ class Streams:
                 {"type": "http.response.body", "body": sse(frames.start()), "more_body": True}
             )
             last = 0
-            async for entry in shared.entries(meta.id):
+            async for entry in _following(shared, meta):
                 if watch.disconnected:
                     return
                 parts = []
@@ -232,7 +237,8 @@ class Streams:
         events: list[Event] = []
         try:
             async with asyncio.timeout(10):
-                async for entry in shared.entries(meta.id, block_ms=200):
+                # A dead instance's stream ends at once, as interrupted (no lease).
+                async for entry in shared.entries(meta, block_ms=200, quiet_seconds=0):
                     events += entry.events
                     if entry.end:
                         break
@@ -253,6 +259,18 @@ class Streams:
             generation.id, generation.model, generation.state.value, was_running, generation.usage
         )
         await send_json(send, 200, json_dumps(body))
+
+
+async def _following(shared: RedisEventLogs, meta: StreamMeta) -> AsyncIterator[Entry]:
+    """A shared stream's entries for a response already under way: Redis going away
+    mid-replay is an in-band error record (retryable), not a broken connection."""
+    position = 1
+    try:
+        async for entry in shared.entries(meta):
+            position = entry.first + len(entry.events)
+            yield entry
+    except Unavailable as exc:
+        yield Entry(position, [stream_error_from(exc)], True)
 
 
 def _state(

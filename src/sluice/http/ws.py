@@ -4,8 +4,9 @@ Client frames: ``{"type": "chat", …turn fields…}``, ``{"type": "stop", "stre
 ``{"type": "resume", "stream_id", "after"}``, ``{"type": "ping"}``. Server frames are
 the SSE endpoint's, each with its ``stream_id`` and ``seq``. A malformed client frame
 gets an ``error`` frame naming the problem and the socket stays open. Close codes: 1009
-for an oversized frame (uvicorn's ``ws_max_size``), 1011 for a server error; 1008
-(authentication) arrives with access control.
+for an oversized frame (uvicorn's ``ws_max_size``), 1011 for a server error, 1008 when
+the socket's key or session stops being valid (checked on every frame and every two
+seconds). A stream of another principal is "not found", like one that never was.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sluice.chat.frames import turn_frames
-from sluice.chat.service import ChatService, Turn, parse_turn
+from sluice.chat.service import ChatService, Turn
 from sluice.engine.engine import Engine
 from sluice.errors import RequestError, SluiceError
+from sluice.http.asgi import Scope
 from sluice.http.gate import principal_of
+from sluice.owners import may_reach
 
 logger = logging.getLogger("sluice.http")
 
@@ -41,16 +45,31 @@ def error_frame(exc: SluiceError, stream_id: str | None = None) -> dict[str, Any
     return frame
 
 
+#: Seconds between checks that the socket's key or session is still valid while the
+#: client sends nothing (every frame is checked too).
+RECHECK_SECONDS = 2.0
+
+Recheck = Callable[[Scope], Awaitable[None]]
+
+
 class ChatSocket:
-    def __init__(self, websocket: WebSocket, chat: ChatService, engine: Engine) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        chat: ChatService,
+        engine: Engine,
+        recheck: Recheck | None = None,
+    ) -> None:
         self._ws = websocket
         self._chat = chat
         self._engine = engine
+        self._recheck = recheck
         self._relays: dict[str, asyncio.Task[None]] = {}
         self._sending = asyncio.Lock()
 
     async def run(self) -> None:
         await self._ws.accept()
+        guard = asyncio.get_running_loop().create_task(self._guard())
         try:
             while True:
                 message = await self._ws.receive()
@@ -59,6 +78,8 @@ class ChatSocket:
                 raw = message.get("text")
                 if raw is None:
                     raw = (message.get("bytes") or b"").decode("utf-8", "replace")
+                if not await self._still_valid():
+                    return
                 await self._handle(raw)
         except WebSocketDisconnect:
             return
@@ -67,9 +88,32 @@ class ChatSocket:
             with contextlib.suppress(Exception):
                 await self._ws.close(code=1011, reason="server error")
         finally:
+            guard.cancel()
             # Generations are detached: leaving stops only this socket's relays.
             for task in self._relays.values():
                 task.cancel()
+
+    async def _still_valid(self) -> bool:
+        """Revocation reaches open sockets: a revoked or expired key, or a session that
+        ended, closes the socket with 1008 and stops its relays."""
+        if self._recheck is None:
+            return True
+        try:
+            await self._recheck(self._ws.scope)
+        except SluiceError as exc:
+            for task in self._relays.values():
+                task.cancel()
+            with contextlib.suppress(Exception):
+                async with self._sending:
+                    await self._ws.close(code=1008, reason=exc.message[:120])
+            return False
+        return True
+
+    async def _guard(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            if not await self._still_valid():
+                return
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._sending:
@@ -87,7 +131,7 @@ class ChatSocket:
         kind = frame.pop("type", None)
         try:
             if kind == "chat":
-                turn = await self._chat.start(parse_turn(frame), principal_of(self._ws.scope))
+                turn = await self._chat.start(self._chat.parse(frame), principal_of(self._ws.scope))
                 self._relay(turn, after=0, start=True)
             elif kind == "stop":
                 await self._stop(_stream_id(frame))
@@ -102,12 +146,19 @@ class ChatSocket:
         except SluiceError as exc:
             await self.send(error_frame(exc, frame.get("stream_id")))
 
+    @property
+    def _reader(self) -> str:
+        return principal_of(self._ws.scope).owner
+
     async def _stop(self, stream_id: str) -> None:
         try:
-            generation = self._engine.generation(stream_id)
+            generation = self._engine.generation(stream_id, reader=self._reader)
         except SluiceError:
             shared = self._engine.shared
-            if shared is None or await shared.meta(stream_id) is None:
+            if shared is None:
+                raise
+            meta = await shared.meta(stream_id)
+            if meta is None or not may_reach(self._reader, meta.owner):
                 raise
             await shared.request_cancel(stream_id)
             return
@@ -116,7 +167,7 @@ class ChatSocket:
     async def _resume(self, stream_id: str, after: Any) -> None:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise RequestError("'after' must be a non-negative integer.", param="after")
-        generation = self._engine.generation(stream_id)
+        generation = self._engine.generation(stream_id, reader=self._reader)
         context = generation.context
         turn = Turn(
             generation, context.get("conversation_id"), context.get("message_id"), generation.model

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from sluice.events import Event
 from sluice.providers.http_client import HttpClient
-from sluice.settings import ModelConfig
+from sluice.settings import ModelConfig, Settings
 from sluice.wire.openai_request import ChatRequest
 
 
@@ -37,6 +37,9 @@ class ProviderContext:
     """What the gateway shares with every provider it builds."""
 
     http: HttpClient
+    #: The gateway's settings, for the bounds a provider applies to what a request asks
+    #: of it (the simulator's ``max_sim_length``). None: a provider's own defaults.
+    settings: Settings | None = None
 
 
 ProviderFactory = Callable[[ModelConfig, ProviderContext], Provider]

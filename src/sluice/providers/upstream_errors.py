@@ -2,6 +2,11 @@
 
 One mapping shared by every provider (and the simulator's fault injection), so a 429 is a
 429 with its ``Retry-After`` whichever upstream sent it.
+
+The upstream's own explanation is passed on, because it is usually what the client needs
+("max_tokens is too large"), but scrubbed first: an upstream or a proxy in front of it
+may echo our request back, with the gateway's upstream key, ``api_key=`` parameters and
+internal headers in it.
 """
 
 from __future__ import annotations
@@ -13,11 +18,17 @@ from sluice.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from sluice.redact import REDACTOR
+
+#: Longest upstream explanation passed on: enough for any real message, too short to
+#: carry a dump of the request.
+MAX_DETAIL = 500
 
 
 def error_for_status(
     status: int, detail: str = "", retry_after: float | None = None
 ) -> UpstreamError:
+    detail = REDACTOR.scrub_upstream(detail, MAX_DETAIL) if detail else ""
     message = f"upstream returned {status}" + (f": {detail}" if detail else "")
     if status == 429:
         return UpstreamRateLimited(message, retry_after=retry_after)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ def new_id() -> str:
 @dataclass(frozen=True, slots=True)
 class Conversation:
     id: str
+    owner: str
     title: str
     system_prompt: str | None
     model: str | None
@@ -58,25 +60,40 @@ class Message:
     updated_at: float = field(default=0.0)
 
 
+#: Which owners' conversations a call may see: a tuple of owners, or ANY (the admin's
+#: explicit view of everything). Every method that takes a conversation id checks it;
+#: a conversation of another owner is "not found".
+Owners = tuple[str, ...] | None
+ANY: Owners = None
+
+
 class ConversationStore(Protocol):
     async def create_conversation(
         self,
         *,
+        owner: str,
         title: str = "",
         system_prompt: str | None = None,
         model: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> Conversation: ...
 
-    async def conversation(self, conversation_id: str) -> Conversation: ...
+    async def conversation(self, conversation_id: str, owners: Owners = ANY) -> Conversation: ...
 
     async def conversations(
-        self, *, query: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        owners: Owners = ANY,
+        query: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[Conversation]: ...
 
-    async def update_conversation(self, conversation_id: str, **changes: Any) -> Conversation: ...
+    async def update_conversation(
+        self, conversation_id: str, owners: Owners = ANY, **changes: Any
+    ) -> Conversation: ...
 
-    async def delete_conversation(self, conversation_id: str) -> None: ...
+    async def delete_conversation(self, conversation_id: str, owners: Owners = ANY) -> None: ...
 
     async def add_message(self, message: Message) -> Message: ...
 
@@ -90,7 +107,13 @@ class ConversationStore(Protocol):
 
     async def siblings(self, message_id: str) -> list[Message]: ...
 
-    async def recover_interrupted(self, older_than: float = 10.0) -> int: ...
+    async def recover_interrupted(
+        self,
+        older_than: float = 10.0,
+        *,
+        dead: Callable[[list[tuple[str, str | None, float]]], Awaitable[Collection[str]]]
+        | None = None,
+    ) -> int: ...
 
     async def ping(self) -> None: ...
 
@@ -122,6 +145,7 @@ class SQLStore:
     async def create_conversation(
         self,
         *,
+        owner: str,
         title: str = "",
         system_prompt: str | None = None,
         model: str | None = None,
@@ -130,6 +154,7 @@ class SQLStore:
         now = time.time()
         row: dict[str, Any] = {
             "id": new_id(),
+            "owner": owner,
             "title": title,
             "system_prompt": system_prompt,
             "model": model,
@@ -142,21 +167,25 @@ class SQLStore:
             await connection.execute(insert(conversations).values(**row))
         return Conversation(**row)
 
-    async def conversation(self, conversation_id: str) -> Conversation:
+    async def conversation(self, conversation_id: str, owners: Owners = ANY) -> Conversation:
+        statement = _owned(select(conversations), owners).where(
+            conversations.c.id == conversation_id
+        )
         async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(conversations).where(conversations.c.id == conversation_id)
-                )
-            ).first()
+            row = (await connection.execute(statement)).first()
         if row is None:
             raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
         return Conversation(**row._mapping)
 
     async def conversations(
-        self, *, query: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        owners: Owners = ANY,
+        query: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> list[Conversation]:
-        statement = select(conversations)
+        statement = _owned(select(conversations), owners)
         if query:
             pattern = "%" + _escape_like(query) + "%"
             matching = (
@@ -177,20 +206,30 @@ class SQLStore:
             rows = (await connection.execute(statement)).all()
         return [Conversation(**row._mapping) for row in rows]
 
-    async def update_conversation(self, conversation_id: str, **changes: Any) -> Conversation:
+    async def update_conversation(
+        self, conversation_id: str, owners: Owners = ANY, **changes: Any
+    ) -> Conversation:
+        if owners is not ANY:
+            await self.conversation(conversation_id, owners)
         await self._update(conversations, _CONVERSATION_FIELDS, conversation_id, changes, "id")
         return await self.conversation(conversation_id)
 
-    async def delete_conversation(self, conversation_id: str) -> None:
+    async def delete_conversation(self, conversation_id: str, owners: Owners = ANY) -> None:
         async with self.engine.begin() as connection:
+            # Checked and deleted in one transaction: nothing of another owner's goes.
+            found = await connection.execute(
+                _owned(select(conversations.c.id), owners).where(
+                    conversations.c.id == conversation_id
+                )
+            )
+            if found.first() is None:
+                raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
             await connection.execute(
                 delete(messages).where(messages.c.conversation_id == conversation_id)
             )
-            result = await connection.execute(
+            await connection.execute(
                 delete(conversations).where(conversations.c.id == conversation_id)
             )
-        if result.rowcount == 0:
-            raise NotFound(f"No conversation with id {conversation_id!r}.", param="id")
 
     async def add_message(self, message: Message) -> Message:
         """Store ``message`` and make it the conversation's current leaf."""
@@ -216,6 +255,11 @@ class SQLStore:
         return Message(**row)
 
     async def update_message(self, message_id: str, **changes: Any) -> Message:
+        for name in ("content", "error"):
+            if isinstance(changes.get(name), str):
+                # An answer is the model's text, not the client's: a NUL from an
+                # upstream (which PostgreSQL cannot store) must not lose the answer.
+                changes[name] = _storable(changes[name])
         await self._update(messages, _MESSAGE_FIELDS, message_id, changes, "message_id")
         return await self.message(message_id)
 
@@ -289,17 +333,43 @@ class SQLStore:
             ).all()
         return [Message(**row._mapping) for row in rows]
 
-    async def recover_interrupted(self, older_than: float = 10.0) -> int:
+    async def recover_interrupted(
+        self,
+        older_than: float = 10.0,
+        *,
+        dead: Callable[[list[tuple[str, str | None, float]]], Awaitable[Collection[str]]]
+        | None = None,
+    ) -> int:
         """Answers left ``streaming`` by a process that died: mark them ``incomplete``
         (their text was saved up to the last second). Only ones not touched for
-        ``older_than`` seconds, so another live instance's answers are left alone."""
+        ``older_than`` seconds, so another live instance's answers are left alone; with
+        ``dead``, only those it picks from (message id, stream id, last touched) of
+        those (at most 500, oldest first) — an answer touched or finished meanwhile is
+        kept all the same."""
         cutoff = time.time() - older_than
+        stale = (messages.c.status == "streaming", messages.c.updated_at < cutoff)
+        chosen: list[str] | None = None
+        if dead is not None:
+            async with self.engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(messages.c.id, messages.c.stream_id, messages.c.updated_at)
+                        .where(*stale)
+                        .order_by(messages.c.updated_at)
+                        .limit(500)
+                    )
+                ).all()
+            if not rows:
+                return 0
+            chosen = list(await dead([(row[0], row[1], row[2]) for row in rows]))
+            if not chosen:
+                return 0
+        statement = update(messages).where(*stale)
+        if chosen is not None:
+            statement = statement.where(messages.c.id.in_(chosen))
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                update(messages)
-                .where(messages.c.status == "streaming")
-                .where(messages.c.updated_at < cutoff)
-                .values(status="incomplete", finish_reason="incomplete")
+                statement.values(status="incomplete", finish_reason="incomplete")
             )
         return int(result.rowcount)
 
@@ -309,6 +379,18 @@ class SQLStore:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+
+
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _owned(statement: Any, owners: Owners) -> Any:
+    if owners is None:  # ANY
+        return statement
+    return statement.where(conversations.c.owner.in_(owners))
 
 
 def _escape_like(value: str) -> str:

@@ -1,20 +1,30 @@
 """Opening the relational store: SQLite by default (a file in the data directory),
-PostgreSQL by URL; schema migrations applied on open."""
+PostgreSQL by URL; schema migrations applied on open, one process at a time."""
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sluice.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: The PostgreSQL advisory lock migrations run under ("sluice" in ASCII). Advisory locks
+#: are per database, so gateways on different databases never wait for each other.
+MIGRATION_LOCK = 0x736C75696365
+#: How often a process waiting for another's SQLite migration checks the lock file.
+_LOCK_POLL_SECONDS = 0.05
 
 
 def default_data_dir(environ: dict[str, str] | None = None) -> Path:
@@ -43,7 +53,9 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_pre_ping=True)
+    # Statement parameters are chat text and key hashes: never in an exception message or
+    # a log line.
+    engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -59,7 +71,13 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent).
+
+    Workers and instances starting together on a fresh database would otherwise race to
+    create the same tables; under the lock the first migrates and the others find the
+    schema at head. PostgreSQL: a transaction-scoped advisory lock, released by the
+    commit. SQLite: ``flock`` on a file next to the database, taken before the first
+    connection (which also switches the file to WAL)."""
 
     def upgrade(connection: Any) -> None:
         config = Config()
@@ -67,8 +85,34 @@ async def migrate(engine: AsyncEngine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
-    async with engine.begin() as connection:
+    async with _sqlite_file_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(upgrade)
+
+
+@asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield  # not SQLite, or no file another process could share
+        return
+    path = Path(database)
+    descriptor = os.open(path.with_name(path.name + ".migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # Polled rather than a blocking flock in a thread: a cancelled start-up must not
+        # leave a thread behind that takes the lock later.
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(_LOCK_POLL_SECONDS)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def database_url(database_url: str | None, data_dir: Path | None) -> str:

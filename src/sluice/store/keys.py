@@ -16,14 +16,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sluice.errors import NotFound
 from sluice.store.conversations import new_id
-from sluice.store.schema import api_keys, usage
+from sluice.store.schema import api_keys, gateway_state, usage
 
 PERIODS = ("day", "month")
+AUTH_REQUIRED = "auth_required"
+
+
+async def _set_state(connection: AsyncConnection, name: str, value: str) -> None:
+    # Delete-then-insert in one transaction: portable across SQLite and PostgreSQL.
+    await connection.execute(delete(gateway_state).where(gateway_state.c.name == name))
+    await connection.execute(
+        insert(gateway_state).values(name=name, value=value, updated_at=time.time())
+    )
 
 
 def hash_key(key: str) -> str:
@@ -127,7 +136,24 @@ class KeyStore:
         }
         async with self.engine.begin() as connection:
             await connection.execute(insert(api_keys).values(**row))
+            # The first key closes the gateway, for good: only an explicit decision
+            # (set_auth_required) opens it again, never a count of keys.
+            await _set_state(connection, AUTH_REQUIRED, "true")
         return ApiKey(**row), secret
+
+    async def auth_required(self) -> bool:
+        """The stored decision: does this gateway require authentication?"""
+        async with self.engine.connect() as connection:
+            value = (
+                await connection.execute(
+                    select(gateway_state.c.value).where(gateway_state.c.name == AUTH_REQUIRED)
+                )
+            ).scalar_one_or_none()
+        return value == "true"
+
+    async def set_auth_required(self, required: bool) -> None:
+        async with self.engine.begin() as connection:
+            await _set_state(connection, AUTH_REQUIRED, "true" if required else "false")
 
     async def find(self, secret: str) -> ApiKey | None:
         """The key with this secret, or None."""
@@ -184,6 +210,7 @@ class KeyStore:
         self,
         *,
         key_id: str | None,
+        owner: str,
         model: str,
         prompt_tokens: int,
         completion_tokens: int,
@@ -195,6 +222,7 @@ class KeyStore:
             await connection.execute(
                 insert(usage).values(
                     key_id=key_id,
+                    owner=owner,
                     model=model,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,

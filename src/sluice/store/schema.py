@@ -22,6 +22,8 @@ conversations = Table(
     "conversations",
     metadata,
     Column("id", String(32), primary_key=True),
+    #: Who it belongs to (sluice.owners); every read and change checks it.
+    Column("owner", String(64), nullable=False),
     Column("title", Text, nullable=False),
     Column("system_prompt", Text),
     Column("model", String(200)),
@@ -87,6 +89,7 @@ usage = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key_id", String(32)),
+    Column("owner", String(64), nullable=False),
     Column("model", String(200), nullable=False),
     Column("prompt_tokens", Integer, nullable=False),
     Column("completion_tokens", Integer, nullable=False),
@@ -94,4 +97,13 @@ usage = Table(
     Column("estimated", Boolean, nullable=False),
     Column("stream_id", String(64)),
     Column("at", Float, nullable=False),
+)
+
+#: Decisions the gateway keeps across restarts (``auth_required``).
+gateway_state = Table(
+    "gateway_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -14,6 +14,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sluice.errors import RequestError
+from sluice.wire.storable import Unstorable, check_depth
+
+#: Choices per request when the caller sets no lower limit.
+MAX_CHOICES = 128
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -62,7 +66,7 @@ class ChatCompletionBody(_Strict):
     messages: Annotated[list[_Message], Field(min_length=1)]
     stream: bool | None = False
     stream_options: _StreamOptions | None = None
-    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -99,24 +103,35 @@ class ChatRequest:
         return value if isinstance(value, int) else None
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Bytes of a request body -> ChatRequest, or RequestError (400) naming the field."""
+def parse_chat_request(raw: bytes, *, max_choices: int = MAX_CHOICES) -> ChatRequest:
+    """Bytes of a request body -> ChatRequest, or RequestError (400) naming the field.
+    ``n`` above ``max_choices`` (the gateway's ``max_choices`` setting) is refused."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
-    return chat_request_from_body(body)
+    return chat_request_from_body(body, max_choices=max_choices)
 
 
-def chat_request_from_body(body: dict[str, Any]) -> ChatRequest:
+def chat_request_from_body(body: dict[str, Any], *, max_choices: int = MAX_CHOICES) -> ChatRequest:
+    try:
+        # The body is written on to upstreams; orjson writes at most 255 levels.
+        check_depth(body)
+    except Unstorable as exc:
+        param = exc.path.lstrip(".") or "body"
+        raise RequestError(f"Invalid value for '{param}': {exc.problem}", param=param) from None
     try:
         parsed = ChatCompletionBody.model_validate(body)
     except ValidationError as exc:
         error = exc.errors()[0]
         param = _param(error["loc"], body, error["type"] == "missing")
         raise RequestError(f"Invalid value for '{param}': {error['msg']}", param=param) from None
+    if parsed.n is not None and parsed.n > max_choices:
+        raise RequestError(
+            f"Invalid value for 'n': at most {max_choices} choices per request.", param="n"
+        )
     include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
     if parsed.stream_options is not None and not parsed.stream:
         raise RequestError(

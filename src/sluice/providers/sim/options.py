@@ -2,6 +2,9 @@
 
 They come from a model's ``options`` table and may be overridden per request with a
 ``sim`` object in the body (how fault tests and demos drive it through the gateway).
+Whatever a request asks for is bounded by ``SimLimits``: the work (tokens) and the
+waiting (delays) a knob scales, so one request cannot make the simulator — in the
+gateway's own process — build a million tokens or hold a task for a day.
 """
 
 from __future__ import annotations
@@ -10,8 +13,28 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sluice.errors import RequestError
+from sluice.settings import Settings
 
 STYLES = ("markdown", "echo", "hostile")
+#: The gateway's default ``max_sim_length``, and ``sluice sim``'s ``--max-length``.
+DEFAULT_MAX_LENGTH: int = Settings.model_fields["max_sim_length"].default
+
+
+@dataclass(frozen=True, slots=True)
+class SimLimits:
+    """The most one request's ``sim`` object may ask for."""
+
+    #: Tokens per answer (``max_sim_length``); echoes and tool results are cut there too.
+    max_length: int = DEFAULT_MAX_LENGTH
+    #: One wait (``ttft_ms``, ``stall_ms``, ``retry_after``), in milliseconds.
+    max_wait_ms: float = 60_000.0
+    #: Slowest pacing: below this many tokens per second (other than 0, unpaced) a
+    #: 20,000-token answer would take hours.
+    min_tokens_per_second: float = 1.0
+    #: Characters of ``key`` (the statistics keep one entry per key).
+    max_key_length: int = 200
+    #: Choices (``n``) per request, for ``sluice sim`` (the gateway checks its own).
+    max_choices: int = Settings.model_fields["max_choices"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +64,16 @@ class SimOptions:
     key: str | None = None
 
     @classmethod
-    def parse(cls, table: Any, *, where: str = "sim") -> SimOptions:
-        return cls().merged(table, where=where)
+    def parse(
+        cls, table: Any, *, where: str = "sim", limits: SimLimits | None = None
+    ) -> SimOptions:
+        return cls().merged(table, where=where, limits=limits)
 
-    def merged(self, table: Any, *, where: str = "sim") -> SimOptions:
-        """These options with ``table``'s values on top; RequestError names a bad key."""
+    def merged(
+        self, table: Any, *, where: str = "sim", limits: SimLimits | None = None
+    ) -> SimOptions:
+        """These options with ``table``'s values on top; RequestError names a bad key or
+        a value beyond ``limits`` (None: the operator's own configuration, unchecked)."""
         if table is None:
             return self
         if not isinstance(table, dict):
@@ -56,6 +84,8 @@ class SimOptions:
             if key not in known:
                 raise RequestError(f"unknown simulator option '{where}.{key}'", param=where)
             changes[key] = _coerce(key, value, f"{where}.{key}")
+            if limits is not None:
+                _bounded(key, changes[key], f"{where}.{key}", limits)
         result = replace(self, **changes)
         if result.style not in STYLES:
             raise RequestError(
@@ -88,3 +118,31 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         raise RequestError(f"'{where}' must be a string", param=where)
     return value
+
+
+_WAITS_MS = {"ttft_ms": 1.0, "stall_ms": 1.0, "retry_after": 1000.0}
+
+
+def _bounded(key: str, value: Any, where: str, limits: SimLimits) -> None:
+    if value is None:
+        return
+    if key == "length" and value > limits.max_length:
+        raise RequestError(
+            f"'{where}' must be at most {limits.max_length} tokens (max_sim_length)", param=where
+        )
+    if key in _WAITS_MS and value * _WAITS_MS[key] > limits.max_wait_ms:
+        most = limits.max_wait_ms / _WAITS_MS[key]
+        raise RequestError(f"'{where}' must be at most {most:g}", param=where)
+    if key == "tokens_per_second" and 0 < value < limits.min_tokens_per_second:
+        raise RequestError(
+            f"'{where}' must be 0 (unpaced) or at least {limits.min_tokens_per_second:g}",
+            param=where,
+        )
+    if key == "jitter" and value > 1:
+        raise RequestError(f"'{where}' must be between 0 and 1", param=where)
+    if key == "fail_status" and not 400 <= value <= 599:
+        raise RequestError(f"'{where}' must be an HTTP error status (400-599)", param=where)
+    if key == "key" and len(value) > limits.max_key_length:
+        raise RequestError(
+            f"'{where}' must be at most {limits.max_key_length} characters", param=where
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,17 @@ async def play(
         yield step
 
 
+#: What the statistics remember, so a long run (or a hostile client) cannot grow them
+#: without end: the newest entries per key, the newest keys, the start of each prompt.
+KEPT_PER_KEY = 1000
+KEPT_KEYS = 10_000
+KEPT_PROMPT_CHARS = 4096
+
+
+def _recent() -> deque[Any]:
+    return deque(maxlen=KEPT_PER_KEY)
+
+
 @dataclass
 class KeyStats:
     attempts: int = 0
@@ -63,11 +75,11 @@ class KeyStats:
     disconnected: int = 0
     failed: int = 0
     #: Wall-clock times (time.time()) at which this key's clients disconnected.
-    disconnected_at: list[float] = field(default_factory=list)
+    disconnected_at: deque[float] = field(default_factory=_recent)
     #: Request bodies' last user messages, in arrival order (continuation checks).
-    prompts: list[str] = field(default_factory=list)
+    prompts: deque[str] = field(default_factory=_recent)
     #: Each request's message roles, in order (what history the model was sent).
-    roles: list[list[str]] = field(default_factory=list)
+    roles: deque[list[str]] = field(default_factory=_recent)
 
 
 @dataclass
@@ -80,14 +92,21 @@ class SimStats:
 
     def attempt(self, key: str | None, messages: list[dict[str, Any]]) -> int:
         self.requests += 1
-        stats = self.by_key.setdefault(key or "", KeyStats())
+        stats = self.key(key)
         stats.attempts += 1
-        stats.prompts.append(last_user_text(messages))
-        stats.roles.append([str(m.get("role")) for m in messages])
+        stats.prompts.append(last_user_text(messages)[:KEPT_PROMPT_CHARS])
+        stats.roles.append([str(m.get("role"))[:16] for m in messages[-KEPT_PER_KEY:]])
         return stats.attempts
 
     def key(self, key: str | None) -> KeyStats:
-        return self.by_key.setdefault(key or "", KeyStats())
+        name = key or ""
+        stats = self.by_key.get(name)
+        if stats is None:
+            if len(self.by_key) >= KEPT_KEYS:
+                # The oldest key goes (dicts keep insertion order).
+                del self.by_key[next(iter(self.by_key))]
+            stats = self.by_key[name] = KeyStats()
+        return stats
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -99,9 +118,9 @@ class SimStats:
                     "completed": s.completed,
                     "disconnected": s.disconnected,
                     "failed": s.failed,
-                    "disconnected_at": s.disconnected_at,
-                    "prompts": s.prompts,
-                    "roles": s.roles,
+                    "disconnected_at": list(s.disconnected_at),
+                    "prompts": list(s.prompts),
+                    "roles": list(s.roles),
                 }
                 for key, s in self.by_key.items()
             },

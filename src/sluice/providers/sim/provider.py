@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from sluice.errors import ConfigError, RequestError, UpstreamError, UpstreamProtocolError
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
-from sluice.providers.sim.options import SimOptions
+from sluice.providers.sim.options import SimLimits, SimOptions
 from sluice.providers.sim.play import Fault, SimStats, play
 from sluice.providers.sim.script import build_script
 from sluice.providers.upstream_errors import error_for_status
@@ -16,19 +16,26 @@ from sluice.wire.openai_request import ChatRequest
 
 
 class SimProvider:
-    def __init__(self, options: SimOptions, stats: SimStats | None = None) -> None:
+    def __init__(
+        self,
+        options: SimOptions,
+        stats: SimStats | None = None,
+        limits: SimLimits | None = None,
+    ) -> None:
         self.options = options
         self.stats = stats or SimStats()
+        self.limits = limits or SimLimits()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
-        options = self.options.merged(request.body.get("sim"))
+        limits = self.limits
+        options = self.options.merged(request.body.get("sim"), limits=limits)
         stats = self.stats
         attempt = stats.attempt(options.key, request.messages)
         key = stats.key(options.key)
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1
             raise error_for_status(options.fail_status, "simulated failure", options.retry_after)
-        script = build_script(request.body, options)
+        script = build_script(request.body, options, max_length=limits.max_length)
         completed = False
         try:
             async for step in play(script, options, request.body.get("seed")):
@@ -56,4 +63,6 @@ def create(model: ModelConfig, context: ProviderContext) -> Provider:
         options = SimOptions.parse(model.options, where="options")
     except RequestError as exc:
         raise ConfigError(f"model {model.name!r}: {exc.message}") from None
-    return SimProvider(options)
+    settings = context.settings
+    limits = SimLimits() if settings is None else SimLimits(max_length=settings.max_sim_length)
+    return SimProvider(options, limits=limits)

@@ -10,6 +10,7 @@ are applied by whoever plays the script.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,23 +19,44 @@ from typing import Any
 import orjson
 
 from sluice.events import Event, Finish, RoleStart, TextDelta, ToolCallDelta, Usage
-from sluice.providers.sim.options import SimOptions
+from sluice.providers.sim.options import DEFAULT_MAX_LENGTH, SimOptions
 from sluice.providers.sim.text import compose, count_tokens, tokenize
 
 # Per-message framing tokens, as OpenAI counts them for chat models.
 _MESSAGE_OVERHEAD = 4
 _ARGUMENT_PIECE = 8
+#: Longest text a token can be in `tokenize` (a six-letter word and its space), so a
+#: text this many times longer than the token budget holds at least the budget.
+_CHARS_PER_TOKEN = 8
+#: Prompts and answers up to this long are cached; a cache entry holds the text and its
+#: tokens, so 512 long ones would be hundreds of megabytes.
+_CACHED_CHARS = 8192
+#: A tool call's arguments: this many properties, each value at most this long.
+_MAX_ARGUMENTS = 64
+_MAX_SUBJECT = 64
+
+
+def _compose(prompt: str, seed: int | None, style: str, length: int) -> str:
+    if len(prompt) > _CACHED_CHARS or length * _CHARS_PER_TOKEN > _CACHED_CHARS:
+        return compose(prompt, seed=seed, style=style, length=length)
+    return _compose_cached(prompt, seed, style, length)
 
 
 @lru_cache(maxsize=512)
-def _compose(prompt: str, seed: int | None, style: str, length: int) -> str:
+def _compose_cached(prompt: str, seed: int | None, style: str, length: int) -> str:
     # Load tests send the same prompt thousands of times; the simulator must stay cheap
     # enough that a benchmark measures the gateway, not the upstream.
     return compose(prompt, seed=seed, style=style, length=length)
 
 
-@lru_cache(maxsize=512)
 def _tokenize(text: str) -> tuple[str, ...]:
+    if len(text) > _CACHED_CHARS:
+        return tuple(tokenize(text))
+    return _tokenize_cached(text)
+
+
+@lru_cache(maxsize=512)
+def _tokenize_cached(text: str) -> tuple[str, ...]:
     return tuple(tokenize(text))
 
 
@@ -70,7 +92,12 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return 3 + sum(count_tokens(message_text(m)) + _MESSAGE_OVERHEAD for m in messages)
 
 
-def build_script(body: dict[str, Any], options: SimOptions) -> Script:
+def build_script(
+    body: dict[str, Any], options: SimOptions, *, max_length: int = DEFAULT_MAX_LENGTH
+) -> Script:
+    """The script for ``body``. No choice carries more than ``max_length`` tokens (or
+    the configured ``options.length``, if longer): echoes and tool results included."""
+    budget = max(max_length, options.length)
     messages: list[dict[str, Any]] = body.get("messages") or []
     n = body.get("n") or 1
     seed = body.get("seed")
@@ -78,7 +105,8 @@ def build_script(body: dict[str, Any], options: SimOptions) -> Script:
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     choices = [
-        _choice(messages, body, options, seed, index, max_tokens, stops) for index in range(n)
+        _choice(messages, body, options, seed, index, max_tokens, stops, budget)
+        for index in range(n)
     ]
     steps: list[list[Event]] = [[RoleStart(index) for index in range(n)]]
     longest = max(len(pieces) for pieces, _ in choices)
@@ -99,11 +127,12 @@ def _choice(
     index: int,
     max_tokens: int | None,
     stops: list[str],
+    budget: int,
 ) -> tuple[list[Event], str]:
     prompt = last_user_text(messages)
     call = _tool_to_call(body, messages, prompt)
     if call is not None:
-        return _tool_call_events(call, prompt, seed, index), "tool_calls"
+        return _tool_call_events(call, prompt, seed, index, budget), "tool_calls"
     choice_seed = None if seed is None and index == 0 else (seed or 0) + index
     if options.style == "echo":
         text = prompt
@@ -116,9 +145,14 @@ def _choice(
         cut = text.find(marker) if marker else -1
         if cut >= 0:
             text = text[:cut]
+    # An echo of a megabyte prompt is cut to the budget before it is tokenized.
+    limit = budget if max_tokens is None else min(budget, max_tokens)
+    cut_short = len(text) > limit * _CHARS_PER_TOKEN
+    if cut_short:
+        text = text[: limit * _CHARS_PER_TOKEN]
     tokens = list(_tokenize(text))
-    if max_tokens is not None and len(tokens) > max_tokens:
-        tokens = tokens[:max_tokens]
+    if len(tokens) > limit or cut_short:
+        tokens = tokens[:limit]
         reason = "length"
     return [TextDelta(token, index) for token in tokens], reason
 
@@ -134,7 +168,8 @@ def _tool_to_call(
     if messages and messages[-1].get("role") == "tool":
         return None  # answer with the tool's result instead of calling again
     if isinstance(choice, dict):
-        wanted = (choice.get("function") or {}).get("name")
+        function = choice.get("function")
+        wanted = function.get("name") if isinstance(function, dict) else None
         return next((t for t in tools if t["name"] == wanted), tools[0])
     if choice == "required":
         return tools[0]
@@ -146,9 +181,12 @@ def _tool_to_call(
 
 
 def _tool_call_events(
-    tool: dict[str, Any], prompt: str, seed: int | None, index: int
+    tool: dict[str, Any], prompt: str, seed: int | None, index: int, budget: int
 ) -> list[Event]:
-    arguments = orjson.dumps(_arguments(tool.get("parameters") or {}, prompt)).decode()
+    schema = tool.get("parameters")
+    encoded = orjson.dumps(_arguments(schema if isinstance(schema, dict) else {}, prompt))
+    # Cut at the token budget, as a model stopping mid-call would.
+    arguments = encoded[: budget * _ARGUMENT_PIECE].decode(errors="ignore")
     digest = hashlib.sha256(f"{tool['name']}|{prompt}|{seed}|{index}".encode()).hexdigest()
     events: list[Event] = [
         ToolCallDelta(0, "", id=f"call_{digest[:24]}", name=tool["name"], index=index)
@@ -159,15 +197,19 @@ def _tool_call_events(
 
 
 def _arguments(schema: dict[str, Any], prompt: str) -> dict[str, Any]:
-    properties = schema.get("properties") or {}
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        properties = {}
     names = re.findall(r"\b[A-Z][a-zA-Z]+", prompt)
     subject = names[-1] if names else (prompt.split() or ["example"])[-1].strip("?.!,")
+    subject = subject[:_MAX_SUBJECT]
     result: dict[str, Any] = {}
-    for name, spec in properties.items():
+    for name, spec in itertools.islice(properties.items(), _MAX_ARGUMENTS):
         spec = spec if isinstance(spec, dict) else {}
         kind = spec.get("type")
-        if spec.get("enum"):
-            result[name] = spec["enum"][0]
+        enum = spec.get("enum")
+        if isinstance(enum, list) and enum:
+            result[name] = enum[0]
         elif kind in ("integer", "number"):
             result[name] = 1
         elif kind == "boolean":

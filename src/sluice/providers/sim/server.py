@@ -26,7 +26,7 @@ from sluice.http.asgi import (
     send_error,
     send_json,
 )
-from sluice.providers.sim.options import SimOptions
+from sluice.providers.sim.options import SimLimits, SimOptions
 from sluice.providers.sim.play import Fault, KeyStats, SimStats, play
 from sluice.providers.sim.script import Script, build_script
 from sluice.wire.errors import error_object
@@ -42,8 +42,10 @@ class SimDrop(Exception):
 
 
 class SimServer:
-    def __init__(self, options: SimOptions) -> None:
+    def __init__(self, options: SimOptions, limits: SimLimits | None = None) -> None:
         self.options = options
+        #: What one request's ``sim`` object may ask for (``--max-length``).
+        self.limits = limits or SimLimits()
         self.stats = SimStats()
         self._started = int(time.time())
 
@@ -77,8 +79,11 @@ class SimServer:
 
     async def _chat(self, receive: Receive, send: Send) -> None:
         try:
-            request = parse_chat_request(await read_body(receive, 16 * 1024 * 1024))
-            options = self.options.merged(request.body.get("sim"))
+            limits = self.limits
+            request = parse_chat_request(
+                await read_body(receive, 16 * 1024 * 1024), max_choices=limits.max_choices
+            )
+            options = self.options.merged(request.body.get("sim"), limits=limits)
             if request.model.endswith("-echo"):
                 options = options.merged({"style": "echo"})
         except ClientDisconnected:
@@ -97,7 +102,7 @@ class SimServer:
                 send, options.fail_status, orjson.dumps(error), retry_headers(options.retry_after)
             )
             return
-        script = build_script(request.body, options)
+        script = build_script(request.body, options, max_length=limits.max_length)
         seed = request.body.get("seed")
         completion_id = f"chatcmpl-sim{attempt}"
         created = int(time.time())

@@ -115,6 +115,9 @@ _MARKUP = re.compile(r"\[([^\]]*)\]\([^)]*\)|[*`]")
 _MAX_TOPICS = 6
 # Longer "words" are pasted data (hashes, base64), not something to talk about.
 _MAX_WORD = 24
+# Topics come from the start of the prompt: scanning a megabyte of pasted text for six
+# topics would hold the event loop for a third of a second.
+_TOPIC_SCAN = 8192
 
 
 def _topics(prompt: str, japanese: bool) -> list[str]:
@@ -158,7 +161,7 @@ class _Writer:
         self.rng = rng
         japanese = is_japanese(prompt)
         self.vocab: Vocabulary = vocab.JAPANESE if japanese else vocab.ENGLISH
-        topics = _topics(prompt, japanese)
+        topics = _topics(prompt[:_TOPIC_SCAN], japanese)
         if not topics:
             topics = [rng.choice(self.vocab.fallback_topics)]
         self.primary = topics[0]

@@ -1,0 +1,294 @@
+"""The browser and network boundary: what a hostile web page or client may not make the
+gateway do, checked once per request in plain ASGI, before CORS and authentication.
+
+- Host (DNS rebinding): a page on ``evil.example`` that re-points its DNS name at
+  127.0.0.1 talks to us as same-origin, but its requests still say ``Host:
+  evil.example``. Only loopback names, IP literals (a rebinding attack needs a DNS name)
+  and ``allowed_hosts`` are served; anything else is 421 (a WebSocket handshake, 403).
+- Origin (cross-site posts and WebSockets): a request that may change state, or a
+  WebSocket, from a page of another origin is 403 unless ``cors_origins`` lists it
+  (``*`` lists every origin for plain HTTP, never for WebSockets).
+- Content-Type: a body sent to a JSON endpoint must say ``application/json`` (415
+  otherwise), so a form or a ``text/plain`` fetch — which browsers send cross-site
+  without a preflight — is never read as JSON.
+- Body size: a declared ``Content-Length`` past ``max_body_bytes`` is 413 before a byte
+  of it is read; a chunked body is counted as it arrives and cut off past the limit.
+
+The connection-level defenses (header timeout, connection cap) are in
+``http/protocol.py``. Per request this is one scan of the headers; per chunk nothing,
+except counting a chunked request body's bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from sluice.errors import (
+    BodyTooLarge,
+    MisdirectedRequest,
+    PermissionDenied,
+    RequestError,
+    SluiceError,
+    UnsupportedMediaType,
+)
+from sluice.http.asgi import ASGIApp, Message, Receive, Scope, Send, header, send_error
+
+#: Methods that cannot change state; anything else from another origin is refused.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Plain files, not a JSON endpoint.
+STATIC_PREFIX = "/static/"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_SCHEMES = {"ws": "http", "wss": "https"}
+#: Host decisions remembered (a few names in practice; cleared if someone sprays them).
+_HOST_CACHE_SIZE = 256
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` (a Host header or an origin's authority) as a lower-case name
+    without a trailing dot, and the port; None if it is not one."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[: end + 1], value[end + 1 :]
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if rest in ("", ":"):
+        port_number = None
+    elif rest[0] == ":" and rest[1:].isascii() and rest[1:].isdigit() and len(rest) <= 6:
+        port_number = int(rest[1:])
+    else:
+        return None
+    name = name.removesuffix(".")
+    return (name, port_number) if name else None
+
+
+def is_ip_literal(name: str) -> bool:
+    try:
+        if name.startswith("["):
+            ipaddress.IPv6Address(name[1:-1])
+        else:
+            ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def origin_triple(scheme: str, authority: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    scheme = _SCHEMES.get(scheme, scheme)
+    default = _DEFAULT_PORTS.get(scheme)
+    split = split_host(authority)
+    if default is None or split is None:
+        return None
+    name, port = split
+    return scheme, name, default if port is None else port
+
+
+def same_origin(scope: Scope, origin: str) -> bool:
+    """Whether ``origin`` is the request's own ``scheme://host:port``."""
+    host = header(scope, b"host")
+    if host is None:
+        return False
+    scheme, sep, authority = origin.partition("://")
+    if not sep or "/" in authority:
+        return False
+    theirs = origin_triple(scheme.lower(), authority)
+    ours = origin_triple(scope.get("scheme", "http"), host.decode("latin-1"))
+    return theirs is not None and theirs == ours
+
+
+class Boundary:
+    """Wraps the gateway app: every http and websocket request passes here first."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Iterable[str],
+        cors_origins: Iterable[str],
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        hosts = {entry.strip().lower().removesuffix(".") for entry in allowed_hosts}
+        self._any_host = "*" in hosts
+        self._suffixes = tuple(entry for entry in hosts if entry.startswith("."))
+        self._hosts = {entry for entry in hosts if entry and not entry.startswith(".")}
+        origins = set(cors_origins)
+        self._any_origin = "*" in origins
+        # "null" is every sandboxed frame and file: page at once: never a listed origin.
+        self._origins = origins - {"*", "null"}
+        self._limit = max_body_bytes
+        self._host_ok: dict[bytes, bool] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)  # lifespan
+            return
+        host = origin = fetch_site = content_type = length = None
+        hosts = 0
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                hosts += 1
+            elif name == b"origin":
+                origin = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"sec-fetch-site":
+                fetch_site = value
+        websocket = kind == "websocket"
+        try:
+            self._check_host(scope, host, hosts)
+            if websocket or scope["method"] not in SAFE_METHODS:
+                self._check_origin(scope, origin, fetch_site, websocket)
+            if websocket:
+                await self.app(scope, receive, send)
+                return
+            declared = _declared_length(length)
+            if (declared > 0 or chunked) and not scope["path"].startswith(STATIC_PREFIX):
+                _check_json(content_type)
+            if declared > self._limit:
+                raise BodyTooLarge(
+                    f"Request body is {declared} bytes; the limit is {self._limit} bytes."
+                )
+        except SluiceError as exc:
+            if websocket:
+                await _refuse_websocket(send)
+            else:
+                await send_error(send, exc)
+            return
+        if chunked:
+            counted = _CountedBody(receive, send, self._limit)
+            await self.app(scope, counted.receive, counted.send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check_host(self, scope: Scope, host: bytes | None, hosts: int) -> None:
+        if hosts > 1:
+            raise RequestError("More than one Host header.", code="invalid_host")
+        if host is None:
+            if scope.get("http_version") == "1.0":
+                return  # HTTP/1.0 has no Host; no browser speaks it
+            raise RequestError("Missing Host header.", code="invalid_host")
+        allowed = self._host_ok.get(host)
+        if allowed is None:
+            allowed = self._allowed_host(host)
+            if len(self._host_ok) >= _HOST_CACHE_SIZE:
+                self._host_ok.clear()
+            self._host_ok[host] = allowed
+        if not allowed:
+            shown = host.decode("latin-1")[:100]
+            raise MisdirectedRequest(
+                f"This gateway does not serve the host {shown!r}; an operator can add it "
+                "to allowed_hosts."
+            )
+
+    def _allowed_host(self, raw: bytes) -> bool:
+        split = split_host(raw.decode("latin-1"))
+        if split is None:
+            return False
+        name = split[0]
+        if name == "localhost" or name.endswith(".localhost") or is_ip_literal(name):
+            return True
+        if self._any_host or name in self._hosts:
+            return True
+        # ".example.com" serves example.com and every name under it.
+        return any(name.endswith(suffix) or name == suffix[1:] for suffix in self._suffixes)
+
+    def _check_origin(
+        self, scope: Scope, origin: bytes | None, fetch_site: bytes | None, websocket: bool
+    ) -> None:
+        if origin is None:
+            # A browser that left Origin out still says where the request comes from.
+            if fetch_site == b"cross-site":
+                raise PermissionDenied(
+                    "Cross-site requests are not allowed here.", code="cross_origin"
+                )
+            return
+        text = origin.decode("latin-1")
+        if text in self._origins or (self._any_origin and not websocket):
+            return
+        if same_origin(scope, text):
+            return
+        what = "WebSockets" if websocket else "Requests"
+        raise PermissionDenied(
+            f"{what} from the origin {text[:100]!r} are not allowed here.", code="cross_origin"
+        )
+
+
+def _declared_length(value: bytes | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:  # uvicorn's parser refuses these first; never a 500 here either
+        raise RequestError("Invalid Content-Length header.") from None
+
+
+def _check_json(content_type: bytes | None) -> None:
+    if content_type is None:
+        raise UnsupportedMediaType(
+            "A request body must be sent with Content-Type: application/json (none was sent)."
+        )
+    if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
+        sent = content_type.decode("latin-1")[:100]
+        raise UnsupportedMediaType(
+            f"Content-Type {sent!r} is not supported; send application/json."
+        )
+
+
+async def _refuse_websocket(send: Send) -> None:
+    """Refuse the handshake itself: a close before accept is an HTTP 403 and the socket
+    never opens. (uvicorn's ``websocket.http.response`` would carry our JSON body and a
+    421, but it logs an error for every such refusal: a log an attacker could fill.)"""
+    await send({"type": "websocket.close", "code": 1008})
+
+
+class _CountedBody:
+    """A chunked request body, counted as it arrives: past the limit the app sees
+    ``http.disconnect`` and the client gets a 413 (if no response has started)."""
+
+    __slots__ = ("_answered", "_cut", "_limit", "_receive", "_send", "_size", "_started")
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._limit = limit
+        self._size = 0
+        self._started = False
+        self._answered = False
+        self._cut = False
+
+    async def receive(self) -> Message:
+        if self._cut:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._size += len(message.get("body", b""))
+            if self._size > self._limit:
+                self._cut = True
+                if not self._started:
+                    self._started = self._answered = True
+                    await send_error(
+                        self._send,
+                        BodyTooLarge(f"Request body exceeds the limit of {self._limit} bytes."),
+                    )
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self._answered:
+            return  # the client has its 413; what the app says after that is moot
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)

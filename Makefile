@@ -28,6 +28,7 @@ services:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy

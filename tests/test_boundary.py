@@ -1,12 +1,15 @@
 """The browser and network boundary against a running server, tried as an attacker
 would: DNS rebinding (Host), cross-site posts and WebSockets (Origin), JSON smuggled as
-text/plain (Content-Type), huge bodies, and slowloris (header timeout, connection cap).
+text/plain (Content-Type), huge bodies, slowloris (header timeout, connection cap) and
+slow request bodies (body timeout, the cap again).
 
 Requests go over raw sockets where the point is a header a normal client would never
 send (or a body it would never send in that shape)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import resource
 import selectors
@@ -22,11 +25,16 @@ from typing import Any
 import psutil
 import pytest
 import websockets
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 from websockets.typing import Origin
 
+from sluice.http.protocol import GatewayProtocol
+from sluice.settings import Settings
 from tests.servers import ServerProcess, base_env, free_port, running
 
 HEADER_TIMEOUT = 3.0
+BODY_TIMEOUT = 3.0
 
 
 @dataclass
@@ -40,6 +48,20 @@ class Response:
         body: dict[str, Any] = json.loads(self.body)["error"]
         assert set(body) == {"message", "type", "param", "code"}
         return body
+
+
+def parse_response(data: bytes) -> Response:
+    """One whole response (with a Content-Length) from bytes already received."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head: {data!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    assert len(rest) == length, f"body of {len(rest)} bytes, not {length}: {data!r}"
+    return Response(int(lines[0].split()[1]), headers, rest)
 
 
 def read_response(sock: socket.socket) -> Response:
@@ -592,3 +614,365 @@ def test_workers_keep_the_boundary_and_the_header_timeout(
         assert len(closed_by_peer(stalled, wait=HEADER_TIMEOUT + 5)) == len(stalled)
         for sock in stalled:
             sock.close()
+
+
+# -- Slow request bodies: the body timeout, and the cap sheds slow bodies too -----------
+
+
+@pytest.fixture
+def slow_body_config(tmp_path: Path) -> Path:
+    path = tmp_path / "slow-body.toml"
+    path.write_text(
+        f"header_timeout_seconds = {HEADER_TIMEOUT}\n"
+        f"body_timeout_seconds = {BODY_TIMEOUT}\n"
+        "max_connections = 1000\n"
+        "[[models]]\n"
+        'name = "sim"\n'
+        'provider = "sim"\n'
+    )
+    return path
+
+
+def watch_slow_bodies(
+    sockets: list[socket.socket], opened_at: list[float], stream: socket.socket, wait: float
+) -> tuple[dict[int, tuple[float, bytes]], bytes]:
+    """Until every socket is closed by the server (at most ``wait`` s): one more byte of
+    body to each open socket every second (while it is not yet due to time out), what
+    each received and when it was closed; the stream is read meanwhile.
+
+    Returns {index: (seconds from its head to its close, bytes received)}, and the
+    stream's bytes so far."""
+    closed: dict[int, tuple[float, bytes]] = {}
+    received = [b""] * len(sockets)
+    streamed = b""
+    next_drip = time.monotonic() + 1.0
+    with selectors.DefaultSelector() as selector:
+        for index, sock in enumerate(sockets):
+            selector.register(sock, selectors.EVENT_READ, index)
+        selector.register(stream, selectors.EVENT_READ, -1)
+        deadline = time.monotonic() + wait
+        while len(closed) < len(sockets) and (now := time.monotonic()) < deadline:
+            for key, _ in selector.select(timeout=min(deadline, next_drip) - now):
+                if key.data == -1:
+                    chunk = stream.recv(65536)
+                    assert chunk, f"the stream was cut: {streamed[-500:]!r}"
+                    streamed += chunk
+                    if b"data: [DONE]" in streamed:
+                        selector.unregister(stream)
+                    continue
+                sock = sockets[key.data]
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if chunk:
+                    received[key.data] += chunk
+                    continue
+                closed[key.data] = (time.monotonic() - opened_at[key.data], received[key.data])
+                selector.unregister(sock)
+            now = time.monotonic()
+            if now >= next_drip:
+                next_drip = now + 1.0
+                for index, sock in enumerate(sockets):
+                    # Never into a socket about to be answered: a byte arriving after
+                    # the server closed would reset the connection and lose the 408.
+                    if index not in closed and now < opened_at[index] + BODY_TIMEOUT - 0.5:
+                        with contextlib.suppress(OSError):  # closed: the selector sees it
+                            sock.send(b"x")
+    return closed, streamed
+
+
+@pytest.mark.slow
+def test_slow_request_bodies_cannot_starve_the_server(
+    tmp_path: Path, slow_body_config: Path, open_files: None
+) -> None:
+    with ExitStack() as stack:
+        server = stack.enter_context(
+            running(["serve", "--config", str(slow_body_config)], tmp_path, name="slow-body")
+        )
+        # A stream of ~10 s, far past the body timeout: its request was received in full,
+        # so neither the body timeout nor the cap may touch it.
+        stream = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), 30))
+        body = json.dumps(
+            {
+                "model": "sim",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+                "sim": {"tokens_per_second": 20, "length": 200},
+            }
+        ).encode()
+        stream.sendall(
+            head_bytes(
+                server,
+                "POST",
+                "/v1/chat/completions",
+                {"Content-Type": "application/json", "Content-Length": str(len(body))},
+            )
+            + body
+        )
+        streamed = stream.recv(65536)
+        assert streamed.startswith(b"HTTP/1.1 200"), streamed
+
+        # 1,100 sign-ins (no authentication needed) whose bodies never complete.
+        slow_head = head_bytes(
+            server,
+            "POST",
+            "/v1/session",
+            {"Content-Type": "application/json", "Content-Length": "1000"},
+        )
+        slow: list[socket.socket] = []
+        opened_at: list[float] = []
+        for _ in range(1100):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", server.port), 10))
+            slow.append(sock)
+            sock.sendall(slow_head + b'{"key":"')
+            opened_at.append(time.monotonic())
+        opening = opened_at[-1] - opened_at[0]
+        assert opening < BODY_TIMEOUT - 1, f"opening 1,100 sockets took {opening:.1f} s"
+
+        # A normal request on a new connection is answered at once: the cap closed the
+        # oldest slow bodies to make room (no body has timed out yet).
+        asked = time.monotonic()
+        assert request(server, "GET", "/health/live").status == 200
+        assert time.monotonic() - asked < 1.0
+        assert time.monotonic() < opened_at[0] + BODY_TIMEOUT
+
+        # Every slow body is closed: the oldest shed by the cap, the rest answered 408 at
+        # the body timeout, though each kept sending a byte a second.
+        closed, more = watch_slow_bodies(slow, opened_at, stream, wait=BODY_TIMEOUT + 5)
+        streamed += more
+        assert len(closed) == len(slow), f"{len(slow) - len(closed)} slow bodies still open"
+        timed_out = shed = 0
+        for index, (after, data) in sorted(closed.items()):
+            assert after < BODY_TIMEOUT + 1.5, (index, after)
+            if data:
+                response = parse_response(data)
+                assert response.status == 408, response
+                assert response.headers["connection"] == "close"
+                error = response.error()
+                assert error == {
+                    "message": error["message"],
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "request_timeout",
+                }
+                assert after >= BODY_TIMEOUT - 0.1, (index, after)
+                timed_out += 1
+            else:
+                assert after < BODY_TIMEOUT, f"socket {index} closed without a 408 at {after}"
+                shed += 1
+        assert shed >= 100
+        assert timed_out >= 900
+        assert all(not closed[index][1] for index in range(50)), "the oldest go first"
+        slowest_close = max(opened_at[i] + after for i, (after, _) in closed.items())
+
+        # The stream outlived all of it, and finished in full.
+        while b"data: [DONE]" not in streamed:
+            chunk = stream.recv(65536)
+            assert chunk, f"the stream was cut: {streamed[-500:]!r}"
+            streamed += chunk
+        assert time.monotonic() > slowest_close
+        assert b'"error"' not in streamed
+        assert streamed.count(b"data: {") >= 100
+
+        assert request(server, "GET", "/health/live").status == 200
+        assert "Traceback" not in server.output()
+
+
+# The protocol alone, on a fake socket: the deadline only ever covers a request body.
+
+
+class FakeTransport(asyncio.Transport):
+    """Just enough of a socket: what the server wrote, and whether it closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+        self.protocol: GatewayProtocol | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.written += data
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.protocol is not None:
+                asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class BodyApp:
+    """Reads the whole body; ``/hold`` then waits for ``release``; the answer is the body,
+    in ``chunks`` pieces ``pause`` s apart (chunked)."""
+
+    def __init__(self, settings: Settings, *, chunks: int = 1, pause: float = 0.0) -> None:
+        self.settings = settings
+        self.chunks = chunks
+        self.pause = pause
+        self.release = asyncio.Event()
+        self.received: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            self.received.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/hold":
+            await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(self.chunks):
+            await asyncio.sleep(self.pause)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+class Harness:
+    def __init__(self, app: BodyApp) -> None:
+        self.config = Config(
+            app, http=GatewayProtocol, ws="none", lifespan="off", proxy_headers=False
+        )
+        self.config.log_config = None
+        self.config.load()
+        self.state = ServerState()
+
+    def connect(self) -> tuple[GatewayProtocol, FakeTransport]:
+        protocol = GatewayProtocol(self.config, self.state, {}, asyncio.get_running_loop())
+        transport = FakeTransport()
+        transport.protocol = protocol
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    async def close(self) -> None:
+        for connection in list(self.state.connections):
+            connection.transport.close()
+        await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*self.state.tasks), 5)
+
+
+def post_head(path: str, length: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_a_body_sent_promptly_is_unaffected_by_the_body_timeout() -> None:
+    app = BodyApp(Settings(body_timeout_seconds=0.3))
+    harness = Harness(app)
+    protocol, transport = harness.connect()
+    protocol.data_received(post_head("/echo", 12))
+    assert protocol.body_timer is not None  # the body is due
+    await asyncio.sleep(0.1)
+    protocol.data_received(b'{"key":')
+    await asyncio.sleep(0.1)
+    protocol.data_received(b' "x"}')
+    assert protocol.body_timer is None  # and it came
+    await asyncio.sleep(0.5)  # past the timeout
+    assert not transport.closed
+    assert transport.written.startswith(b"HTTP/1.1 200")
+    assert transport.written.endswith(b'c\r\n{"key": "x"}\r\n0\r\n\r\n')
+    # A bodiless request on the same connection never arms the timer.
+    transport.written.clear()
+    protocol.data_received(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert protocol.body_timer is None
+    await asyncio.sleep(0.05)
+    assert transport.written.startswith(b"HTTP/1.1 200")
+    await harness.close()
+
+
+async def test_a_streaming_response_outlives_the_body_timeout() -> None:
+    app = BodyApp(Settings(body_timeout_seconds=0.2), chunks=8, pause=0.1)
+    harness = Harness(app)
+    protocol, transport = harness.connect()
+    protocol.data_received(post_head("/stream", 2) + b"{}")
+    await asyncio.sleep(1.2)  # the answer takes 0.8 s, four body timeouts
+    assert not transport.closed
+    assert transport.written.count(b"2\r\n{}\r\n") == 8
+    assert transport.written.endswith(b"0\r\n\r\n")
+    assert app.received == ["http.request"]
+    await harness.close()
+
+
+async def test_a_stalled_body_is_answered_408_and_closed() -> None:
+    app = BodyApp(Settings(body_timeout_seconds=0.3))
+    harness = Harness(app)
+    protocol, transport = harness.connect()
+    protocol.data_received(post_head("/echo", 100) + b'{"key":"')
+    for _ in range(5):  # a byte every 0.1 s does not move the deadline
+        await asyncio.sleep(0.1)
+        if not transport.closed:
+            protocol.data_received(b"x")
+    await asyncio.sleep(0.05)
+    assert transport.closed
+    response = parse_response(bytes(transport.written))
+    assert response.status == 408
+    assert response.error() == {
+        "message": "The request body was not received in time.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "request_timeout",
+    }
+    assert app.received[-1] == "http.disconnect"
+    assert not harness.state.connections
+    await harness.close()
+
+
+async def test_the_cap_sheds_idle_then_slow_bodies_never_a_received_request() -> None:
+    app = BodyApp(Settings(max_connections=16))
+    harness = Harness(app)
+    busy = [harness.connect() for _ in range(13)]
+    for protocol, _ in busy:
+        protocol.data_received(post_head("/hold", 2) + b"{}")  # received in full
+    idle_protocol, idle = harness.connect()
+    idle_protocol.data_received(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert idle.written.startswith(b"HTTP/1.1 200")  # now an idle keep-alive
+    older_protocol, older = harness.connect()
+    older_protocol.data_received(post_head("/hold", 100) + b"{")
+    await asyncio.sleep(0.01)
+    newer_protocol, newer = harness.connect()
+    newer_protocol.data_received(post_head("/hold", 100) + b"{")
+    assert len(harness.state.connections) == 16
+
+    # Past the cap: the idle one goes first, then the oldest slow body, then the other.
+    closings = []
+    for _ in range(4):
+        extra_protocol, extra = harness.connect()
+        closings.append((idle.closed, older.closed, newer.closed, extra.closed))
+        if not extra.closed:
+            extra_protocol.data_received(post_head("/hold", 2) + b"{}")
+            busy.append((extra_protocol, extra))
+        await asyncio.sleep(0)
+    assert closings == [
+        (True, False, False, False),
+        (True, True, False, False),
+        (True, True, True, False),
+        # Only requests received in full are left: the newcomer is refused instead.
+        (True, True, True, True),
+    ]
+    assert not older.written and not newer.written
+    assert not any(transport.closed for _, transport in busy)
+    app.release.set()
+    await asyncio.sleep(0.05)
+    assert all(transport.written.endswith(b"0\r\n\r\n") for _, transport in busy)
+    await harness.close()

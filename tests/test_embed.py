@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sluice import Settings, Sluice, SluiceError, SyncSluice, TextDelta
-from sluice.events import Finish, RoleStart, Usage
+from sluice import Settings, Sluice, SluiceError, SyncSluice, TextDelta, errors
+from sluice.errors import UpstreamRateLimited, UpstreamRejected, UpstreamTimeout
+from sluice.events import Finish, RoleStart, StreamError, Usage
 from sluice.settings import ModelConfig
+from sluice.wire.errors import error_from_stream, stream_error_from
+from sluice.wire.events_json import event_from_dict, event_to_dict
 
 
 def settings() -> Settings:
@@ -55,3 +58,64 @@ def test_sync_errors_raise() -> None:
     with SyncSluice(settings()) as sluice, pytest.raises(SluiceError) as caught:
         sluice.complete("hi", model="sim", sim={"fail_status": 503})
     assert caught.value.status == 503
+
+
+# -- a failed answer raises the exception it failed with --------------------------------
+
+
+def failing() -> Settings:
+    once = {"attempts": 1}
+    return Settings(
+        models=[
+            ModelConfig(name="sim", provider="sim", options={"ttft_ms": 0}, retry=once),
+            ModelConfig(
+                name="slow",
+                provider="sim",
+                options={"ttft_ms": 5000},
+                timeouts={"first_token": 0.2},
+                retry=once,
+            ),
+        ]
+    )
+
+
+async def test_async_errors_keep_their_class_and_fields() -> None:
+    async with Sluice(failing()) as sluice:
+        with pytest.raises(UpstreamRateLimited) as limited:
+            await sluice.complete("hi", sim={"fail_status": 429, "retry_after": 7})
+        with pytest.raises(UpstreamTimeout) as timed_out:
+            await sluice.complete("hi", model="slow")
+    assert limited.value.status == 429 and limited.value.retry_after == 7
+    assert limited.value.code == "upstream_rate_limited"
+    assert limited.value.type == "rate_limit_error" and limited.value.retryable
+    assert timed_out.value.status == 504 and timed_out.value.code == "first_token_timeout"
+
+
+def test_sync_errors_keep_their_class() -> None:
+    with SyncSluice(failing()) as sluice, pytest.raises(UpstreamRejected) as caught:
+        sluice.complete("hi", sim={"fail_status": 400})
+    assert caught.value.status == 400 and not caught.value.retryable
+
+
+def _tree() -> list[type[SluiceError]]:
+    found = [getattr(errors, name) for name in errors.__all__]
+    return [cls for cls in found if isinstance(cls, type) and issubclass(cls, SluiceError)]
+
+
+@pytest.mark.parametrize("cls", _tree(), ids=lambda cls: cls.__name__)
+def test_every_error_survives_the_stream_record(cls: type[SluiceError]) -> None:
+    # Through the JSON a shared log stores too (a stream resumed on another instance).
+    original = cls("what went wrong", param="messages", code="some_code", retry_after=3)
+    record = event_from_dict(event_to_dict(stream_error_from(original)))
+    assert isinstance(record, StreamError)
+    back = error_from_stream(record)
+    assert type(back) is cls
+    for field in ("message", "param", "code", "status", "type", "retryable", "retry_after"):
+        assert getattr(back, field) == getattr(original, field), field
+
+
+def test_a_record_naming_no_error_class_is_a_plain_sluice_error() -> None:
+    record = StreamError("server_error", "boom", status=500, exception="SystemExit")
+    back = error_from_stream(record)
+    assert type(back) is SluiceError
+    assert (back.message, back.status, back.type) == ("boom", 500, "server_error")

@@ -244,3 +244,38 @@ async def test_client_that_stops_reading_is_cut_off(
             pass
     finally:
         sock.close()
+
+
+async def test_resume_client_that_stops_reading_is_cut_off(gateway: ServerProcess) -> None:
+    """The resume endpoint goes through the same relay: a reader that stops taking
+    what it is sent is cut off too (send_timeout_seconds is 2 in the test config)."""
+    import socket
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            gateway.url + "/v1/chat/completions",
+            json=body({"tokens_per_second": 0, "length": 150000}),
+            headers={"X-Sluice-On-Disconnect": "detach"},
+        ) as response,
+    ):
+        stream_id = response.headers["x-sluice-stream-id"]
+        await response.content.readline()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", gateway.port))
+    sock.sendall(f"GET /v1/streams/{stream_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    try:
+        assert sock.recv(200).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        await asyncio.sleep(5)  # stop reading: well past the send timeout
+        # The gateway closed the connection: draining what is buffered ends in EOF
+        # (a connection still open would keep sending 150,000 tokens for much longer).
+        sock.settimeout(5)
+        received = 0
+        while chunk := sock.recv(65536):
+            received += len(chunk)
+        assert time.monotonic() - started < 20
+        assert received < 150000 * 50  # the whole answer is over 15 MB
+    finally:
+        sock.close()

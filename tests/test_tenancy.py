@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import subprocess
 import sys
 from asyncio.subprocess import PIPE
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as redis
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from sluice.policy.sessions import PER_KEY, MemorySessions, RedisSessions, Sessions
 from tests.servers import ServerProcess, base_env, running
 
 MASTER = "sk-master-" + "t" * 24
@@ -297,8 +300,8 @@ async def test_revoking_the_last_key_leaves_the_gateway_closed(
             assert response.status == 200
 
 
-@pytest.mark.parametrize("value", ["", "short-key"])
-def test_empty_or_short_master_key_refuses_to_start(
+@pytest.mark.parametrize("value", ["", "short-key", " " * 20, " padded-master-key-1234 "])
+def test_empty_short_or_padded_master_key_refuses_to_start(
     tmp_path: Path, gateway_config: Path, value: str
 ) -> None:
     env = base_env(SLUICE_MASTER_KEY=value, SLUICE_DATA_DIR=str(tmp_path / "data"))
@@ -311,7 +314,7 @@ def test_empty_or_short_master_key_refuses_to_start(
     )
     assert result.returncode == 2, result.stderr
     assert "SLUICE_MASTER_KEY" in result.stderr
-    assert "16 characters" in result.stderr
+    assert ("16 characters" if value.strip() == value else "white space") in result.stderr
 
 
 async def test_rotated_master_key_kills_its_sessions(tmp_path: Path, gateway_config: Path) -> None:
@@ -359,3 +362,41 @@ async def test_rotated_master_key_kills_its_sessions(tmp_path: Path, gateway_con
             session.get(s.url + "/v1/admin/keys", headers=headers) as response,
         ):
             assert response.status == 401
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def sessions(request: pytest.FixtureRequest) -> AsyncIterator[Sessions]:
+    if request.param == "memory":
+        yield MemorySessions(3600)
+        return
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = "tenancy-sessions-" + secrets.token_hex(6)
+    try:
+        yield RedisSessions(client, 3600, prefix)
+    finally:
+        names = [name async for name in client.scan_iter(match=prefix + ":*")]
+        if names:
+            await client.delete(*names)
+        await client.aclose()
+
+
+async def test_one_key_signing_in_many_times_never_ends_anothers_session(
+    sessions: Sessions,
+) -> None:
+    alice, _ = await sessions.create("alice", False)
+    admin, _ = await sessions.create("", True, "fingerprint")
+    mallory = [(await sessions.create("mallory", False))[0] for _ in range(PER_KEY + 10)]
+    assert await sessions.get(alice) is not None
+    assert await sessions.get(admin) is not None
+    # Mallory's own oldest are the ones that ended, and no more than needed.
+    alive = [token for token in mallory if await sessions.get(token) is not None]
+    assert alive == mallory[-PER_KEY:]
+
+
+async def test_sessions_end_least_recently_used_first(sessions: Sessions) -> None:
+    tokens = [(await sessions.create("bob", False))[0] for _ in range(PER_KEY)]
+    assert await sessions.get(tokens[0]) is not None  # used: now the most recent
+    await asyncio.sleep(0.01)
+    await sessions.create("bob", False)
+    assert await sessions.get(tokens[0]) is not None
+    assert await sessions.get(tokens[1]) is None

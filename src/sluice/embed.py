@@ -8,6 +8,11 @@ The terminal chat uses these, and so can any script::
         for event in sluice.stream("Explain SSE in one paragraph", model="sim"):
             if isinstance(event, TextDelta):
                 print(event.text, end="", flush=True)
+
+Built through the composition root (``sluice.runtime``), like the server; embedding
+changes nothing process-wide (no GC or allocator tuning: that is the server's). A failed
+answer raises the exception it failed with, class and fields (``UpstreamTimeout``,
+``UpstreamRateLimited`` with its ``retry_after``, …), all ``SluiceError``s.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from sluice.engine.engine import Engine
-from sluice.errors import SluiceError
-from sluice.events import Event, StreamError
+from sluice.events import Event
+from sluice.runtime import Runtime
 from sluice.settings import Settings
+from sluice.wire.errors import error_from_stream
 from sluice.wire.openai_chunks import Completion
 from sluice.wire.openai_request import ChatRequest, chat_request_from_body
 
@@ -50,7 +55,7 @@ def answer_from(events: list[Event]) -> Answer:
     for event in events:
         completion.add(event)
     if completion.error is not None:
-        raise _error(completion.error)
+        raise error_from_stream(completion.error)
     usage = completion.usage
     return Answer(
         completion.text(),
@@ -61,17 +66,14 @@ def answer_from(events: list[Event]) -> Answer:
     )
 
 
-def _error(error: StreamError) -> SluiceError:
-    exc = SluiceError(error.message, code=error.code, status=error.status)
-    exc.type = error.type
-    return exc
-
-
 class Sluice:
     """The engine in-process, for asyncio programs."""
 
-    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
-        self.engine = engine or Engine(settings or Settings.load())
+    def __init__(self, settings: Settings | None = None, *, runtime: Runtime | None = None) -> None:
+        """``settings`` (else loaded from the environment and defaults), or a ``runtime``
+        already built from them, which ``aclose`` then closes."""
+        self.runtime = runtime or Runtime.build(settings or Settings.load())
+        self.engine = self.runtime.engine
 
     async def stream(
         self, messages: Messages, *, model: str = "sim", **params: Any
@@ -83,11 +85,11 @@ class Sluice:
             yield event
 
     async def complete(self, messages: Messages, *, model: str = "sim", **params: Any) -> Answer:
-        """The whole answer; raises SluiceError if it failed."""
+        """The whole answer; raises the SluiceError it failed with."""
         return answer_from([event async for event in self.stream(messages, model=model, **params)])
 
     async def aclose(self) -> None:
-        await self.engine.aclose()
+        await self.runtime.aclose()
 
     async def __aenter__(self) -> Self:
         return self

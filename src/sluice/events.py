@@ -80,6 +80,11 @@ class StreamError:
     retryable: bool = False
     #: Seconds the client should wait before retrying (429/503), when known.
     retry_after: float | None = None
+    #: The request parameter at fault, when there is one.
+    param: str | None = None
+    #: The name of the ``sluice.errors`` class it stands for, so that an in-process
+    #: caller gets that exception back (``wire.errors.error_from_stream``).
+    exception: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

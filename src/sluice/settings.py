@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from sluice.errors import ConfigError
+from sluice.wire.storable import DEFAULT_MAX_JSON_BYTES
 
 DisconnectPolicy = Literal["cancel", "detach"]
 
@@ -211,10 +212,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(default_factory=list)
     #: Seconds a client gets to send its request line and headers (slowloris).
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Seconds a client gets, once its headers are in, to send the whole request body.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     #: Open client connections per process; past it the longest-idle ones are closed.
     max_connections: int = Field(default=1000, ge=16)
     #: Largest stored JSON object (a conversation's options), serialised, in bytes.
-    max_json_bytes: int = Field(default=16384, ge=256)
+    max_json_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, ge=256)
     #: Choices per request (`n`).
     max_choices: int = Field(default=8, ge=1, le=128)
     #: Largest answer the simulated model may be asked for (its `length`), in tokens.
@@ -229,6 +232,10 @@ class Settings(BaseSettings):
     def _strong_master_key(cls, value: SecretStr | None) -> SecretStr | None:
         # An empty variable must not read as "no authentication", nor a short one as a
         # secret.
+        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+            # A Bearer token is trimmed, a sign-in body is not: padding would make the
+            # two disagree (and a key of spaces is no secret).
+            raise ValueError("the master key must not start or end with white space")
         if value is not None and len(value.get_secret_value()) < MIN_MASTER_KEY:
             raise ValueError(
                 f"the master key must be at least {MIN_MASTER_KEY} characters (it is "
@@ -245,8 +252,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        table = _FILE_TABLE.get(settings_cls, {})
-        return (init_settings, env_settings, _TableSource(settings_cls, table))
+        # No .env file, no secrets directory: the environment and, in ``load``, the
+        # config file (below it).
+        return (init_settings, env_settings)
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -255,24 +263,30 @@ class Settings(BaseSettings):
         file, the key and the problem."""
         table = read_config_file(config_file) if config_file is not None else {}
         flags = {key: value for key, value in overrides.items() if value is not None}
-        # A throwaway subclass carries the file's table to settings_customise_sources
-        # without any module-level state shared between loads.
-        loaded = type("LoadedSettings", (cls,), {})
-        _FILE_TABLE[loaded] = table
+
+        class Loaded(cls):  # type: ignore[valid-type,misc]
+            # The file's table, below the environment, for this load only: a class of
+            # its own per load, so nothing is shared between loads or kept after one.
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings, env_settings, _TableSource(settings_cls, table))
+
         try:
-            settings = loaded(**flags)
+            settings = Loaded(**flags)
         except ValidationError as exc:
             raise ConfigError(_describe(exc, config_file, table)) from None
-        finally:
-            del _FILE_TABLE[loaded]
         result = cls.model_validate(settings.model_dump())
         if not result.models:
             result = result.model_copy(update={"models": default_models()})
         _check_model_names(result.models, config_file)
         return result
-
-
-_FILE_TABLE: dict[type[BaseSettings], dict[str, Any]] = {}
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

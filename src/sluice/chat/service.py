@@ -215,7 +215,8 @@ class ChatService:
                 request,
                 policy="detach",
                 format="chat",
-                context={"conversation_id": conversation.id, "message_id": answer_id},
+                conversation_id=conversation.id,
+                message_id=answer_id,
                 allowance=allowance,
                 # The stream belongs to the conversation's owner (the admin may write into
                 # someone's conversation; its owner still reads the answer).

@@ -1,9 +1,11 @@
-"""The in-process backend: the embedded engine and the default store, no server.
+"""The in-process backend: the engine and the store in this process, no server.
 
-The store is the one ``sluice serve`` uses with the same settings (SQLite in the data
-directory, or ``SLUICE_DATABASE_URL``), so the terminal and the web page share
-conversations. It is opened (and migrated) only when a command needs it: ``sluice ask``
-is stateless and never touches it.
+Built through the composition root (``sluice.runtime``), like ``sluice serve``: the store
+is the one the gateway uses with the same settings (SQLite in the data directory, or
+``SLUICE_DATABASE_URL``), so the terminal and the web page share conversations. It is
+opened (and migrated) only when a command needs it: ``sluice ask`` is stateless and
+never touches it. Answers are read as events, in this process: no bytes are written to
+be parsed back.
 """
 
 from __future__ import annotations
@@ -11,20 +13,17 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import orjson
-
 from sluice.chat.frames import turn_frames
 from sluice.chat.service import ChatService, Turn
 from sluice.cli.backend import CliError, ConversationInfo, Frame, MessageInfo, cli_error
-from sluice.engine.engine import Engine
 from sluice.errors import SluiceError
 from sluice.owners import LOCAL, visible_to
 from sluice.policy.access import local_user
+from sluice.runtime import Runtime
 from sluice.settings import Settings
-from sluice.store.conversations import Conversation, Message, SQLStore
-from sluice.store.database import create_engine, database_url, default_data_dir, migrate
-from sluice.store.keys import KeyStore
-from sluice.wire.openai_chunks import ChunkEncoder
+from sluice.store.conversations import Conversation, Message
+from sluice.store.database import default_data_dir, migrate
+from sluice.wire.openai_chunks import ChunkObjects
 from sluice.wire.openai_request import chat_request_from_body
 
 
@@ -33,9 +32,8 @@ class LocalTurn:
         self.turn = turn
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
-        async for batch in turn_frames(self.turn, after=0, start=True):
-            for _, frame in batch:
-                yield frame
+        async for frame in turn_frames(self.turn):
+            yield frame
 
     async def stop(self) -> None:
         # Chat turns are detached generations: nobody's leaving cancels them, so stop
@@ -46,37 +44,33 @@ class LocalTurn:
 class LocalBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = Engine(settings)
-        secret = settings.database_url.get_secret_value() if settings.database_url else None
-        self._url = database_url(secret, settings.data_dir)
+        self.runtime = Runtime.build(settings)
+        self.engine = self.runtime.engine
         self.where = (
             "the database at SLUICE_DATABASE_URL"
-            if secret
+            if settings.database_url
             else str((settings.data_dir or default_data_dir()) / "sluice.db")
         )
-        self._store: SQLStore | None = None
         self._chat: ChatService | None = None
         #: Decided when the store opens (see policy.access.local_user).
         self._principal = local_user(auth_required=True)
 
     async def _service(self) -> ChatService:
         if self._chat is None:
-            store = SQLStore(create_engine(self._url))
+            runtime = self.runtime
             try:
-                await migrate(store.engine)
+                await migrate(runtime.store.engine)
                 # Answers a crashed terminal or server left `streaming`: only old ones,
                 # so a gateway running on the same store keeps its live answers.
-                await store.recover_interrupted(30.0)
+                await runtime.store.recover_interrupted(30.0)
             except Exception as exc:  # any driver or file error: the store is unusable
-                await store.aclose()
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise CliError(
                     f"cannot open the conversation store ({self.where}): {reason}; "
                     "check --data-dir or SLUICE_DATABASE_URL"
                 ) from None
-            self._store = store
-            self._principal = local_user(await KeyStore(store.engine).auth_required())
-            self._chat = ChatService(self.engine, store)
+            self._principal = local_user(await runtime.keys.auth_required())
+            self._chat = runtime.chat
         return self._chat
 
     async def models(self) -> list[str]:
@@ -100,14 +94,17 @@ class LocalBackend:
             generation = self.engine.start(request, owner=self._principal.owner)
         except SluiceError as exc:
             raise cli_error(exc, models=await self.models()) from None
-        # The same chunk objects /v1/chat/completions would send.
-        encoder = ChunkEncoder(
-            generation.completion_id, generation.created, request.model, include_usage=True
+        # The same chunk objects /v1/chat/completions would send, built from the events.
+        objects = ChunkObjects(
+            generation.info.completion_id,
+            generation.info.created,
+            request.model,
+            include_usage=True,
         )
         async for event in self.engine.follow(generation):
-            record = encoder.encode_one(event)
-            if record:
-                yield orjson.loads(record.removeprefix(b"data: "))
+            chunk = objects.chunk(event)
+            if chunk is not None:
+                yield chunk
 
     async def conversations(
         self, *, query: str | None = None, limit: int = 50
@@ -133,11 +130,7 @@ class LocalBackend:
         return _conversation(conversation), messages
 
     async def aclose(self) -> None:
-        await self.engine.aclose()
-        if self._chat is not None:
-            await self._chat.settle()
-        if self._store is not None:
-            await self._store.aclose()
+        await self.runtime.aclose()
 
 
 def _conversation(c: Conversation) -> ConversationInfo:

@@ -69,15 +69,13 @@ def serve(
             data_dir=data_dir,
             insecure_no_auth=insecure_no_auth or None,
         )
-        # Build once here so a bad model table fails now, with exit 2, not in a worker.
-        from sluice.engine.engine import Engine
-
-        Engine(settings)
         refuse_open_exposure(settings)
         require_shared_state(settings)
+        # Builds the app before serving: a bad model table fails here, with exit 2, not
+        # in a worker.
+        run_server(settings)
     except ConfigError as exc:
         raise fail(exc.message, 2) from None
-    run_server(settings, config)
 
 
 def refuse_open_exposure(settings: Settings) -> None:
@@ -124,8 +122,8 @@ def sim(
     """Serve the simulated model as a standalone OpenAI-compatible upstream."""
     import uvicorn
 
+    from sluice.http.sim_server import SimServer
     from sluice.providers.sim.options import SimLimits, SimOptions
-    from sluice.providers.sim.server import SimServer
 
     try:
         options = SimOptions.parse(

@@ -1,23 +1,26 @@
 """Engine: models -> providers, and the generations running on them.
 
 The HTTP edges, the terminal and embedding programs all go through one Engine. It is
-built from Settings (explicitly, no environment reads) and owns the shared upstream HTTP
-client and the table of live generations (for stop and resume by id).
+built from Settings (explicitly, no environment reads) by the composition root
+(``sluice.runtime``), which hands it the shared event logs; it owns the shared upstream
+HTTP client and the table of live generations (for stop and resume by id). It changes
+nothing process-wide: GC and allocator tuning belong to the server (``http/memory.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from sluice import providers
-from sluice.engine.generation import Allowance, Generation, State
-from sluice.engine.memory import QuietTrim
+from sluice.engine.generation import Allowance, Generation, State, new_id
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
 from sluice.engine.stats import RecentAnswers
+from sluice.engine.stream import LocalStream, SharedStream, Stream, StreamInfo, batches
 from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError, Unavailable
 from sluice.events import Event
 from sluice.owners import ANONYMOUS, may_reach
@@ -41,6 +44,7 @@ class Engine:
         settings: Settings,
         *,
         factories: dict[str, ProviderFactory] | None = None,
+        shared: RedisEventLogs | None = None,
     ) -> None:
         self.settings = settings
         self.http = HttpClient()
@@ -55,16 +59,10 @@ class Engine:
         }
         self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}
-        #: The event logs other instances can resume from (Redis), when configured.
-        self.shared: RedisEventLogs | None = None
-        if settings.redis_url is not None:
-            self.shared = RedisEventLogs(
-                settings.redis_url.get_secret_value(),
-                retention_seconds=settings.stream_retention_seconds,
-                prefix=settings.redis_prefix,
-            )
+        #: The event logs other instances can resume from (Redis), when configured;
+        #: built and closed by whoever built the engine (``sluice.runtime``).
+        self.shared = shared
         self._retention = settings.stream_retention_seconds
-        self._trim = QuietTrim(lambda: not self._generations)
         self.recent = RecentAnswers()
 
     # -- models -------------------------------------------------------------
@@ -102,13 +100,17 @@ class Engine:
         *,
         policy: DisconnectPolicy = "cancel",
         format: str = "openai",
-        context: dict[str, str] | None = None,
+        conversation_id: str | None = None,
+        message_id: str | None = None,
         allowance: Allowance | None = None,
         owner: str = ANONYMOUS,
         allowed: Callable[[str], bool] | None = None,
+        on_finish: Sequence[Callable[[Generation], None]] = (),
     ) -> Generation:
         """Start one answer. ``owner`` is the principal that may read, resume and stop
-        it; ``allowed`` (a key's model allow-list) limits the fallbacks it may take."""
+        it; ``format`` and the ids are how its edge speaks it (also on replay);
+        ``allowed`` (a key's model allow-list) limits the fallbacks it may take;
+        ``on_finish`` hooks run once when it ends (metering, settling limits)."""
         self.provider(request.model)  # ModelNotFound before anything starts
         if self.active >= self.settings.max_running_generations:
             raise Unavailable(
@@ -121,31 +123,40 @@ class Engine:
             [self._candidates[request.model]] + [self._candidates[name] for name in fallbacks],
             self.cooldowns,
         )
+        info = StreamInfo(
+            id=new_id(),
+            model=request.model,
+            created=int(time.time()),
+            include_usage=request.include_usage,
+            format=format,
+            owner=owner,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        )
         generation = Generation(
+            info,
             request,
             route,
             self._open_attempt,
             policy=policy,
             timeouts=config.timeouts,
             on_done=self._finished,
+            allowance=allowance,
+            on_finish=on_finish,
         )
-        generation.format = format
-        generation.context = dict(context or {})
-        generation.allowance = allowance
-        generation.owner = owner
         self._generations[generation.id] = generation
         if self.shared is not None:
             shared = self.shared
             shared.begin(
                 StreamMeta(
-                    generation.id,
-                    request.model,
-                    generation.created,
-                    request.include_usage,
-                    format,
-                    generation.context.get("conversation_id", ""),
-                    generation.context.get("message_id", ""),
-                    owner,
+                    info.id,
+                    info.model,
+                    info.created,
+                    info.include_usage,
+                    info.format,
+                    info.conversation_id or "",
+                    info.message_id or "",
+                    info.owner,
                 )
             )
             gid = generation.id
@@ -153,13 +164,19 @@ class Engine:
         generation.start()
         return generation
 
-    def generation(self, generation_id: str, *, reader: str | None = None) -> Generation:
-        """The generation with this id. With ``reader`` (a principal's owner string),
-        one that principal may not reach is "not found", like one that never was."""
-        generation = self._generations.get(generation_id)
-        if generation is None or (reader is not None and not may_reach(reader, generation.owner)):
-            raise NotFound(f"No stream with id {generation_id!r}.", param="stream_id")
-        return generation
+    async def open_stream(self, stream_id: str, *, reader: str) -> Stream:
+        """The stream with this id, running here or (with Redis) on another instance. One
+        that ``reader`` (a principal's owner string) may not reach is "not found", like
+        one that never was."""
+        generation = self._generations.get(stream_id)
+        if generation is not None:
+            if may_reach(reader, generation.owner):
+                return LocalStream(generation)
+        elif self.shared is not None:
+            meta = await self.shared.meta(stream_id)
+            if meta is not None and may_reach(reader, meta.owner):
+                return SharedStream(self.shared, meta)
+        raise NotFound(f"No stream with id {stream_id!r}.", param="stream_id")
 
     @property
     def retained(self) -> int:
@@ -183,7 +200,6 @@ class Engine:
 
     def _forget(self, generation_id: str) -> None:
         self._generations.pop(generation_id, None)
-        self._trim.maybe_quiet()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         """Events of one answer, for embedding programs; closing the iterator cancels."""
@@ -193,24 +209,9 @@ class Engine:
     async def follow(self, generation: Generation) -> AsyncIterator[Event]:
         """Every event of ``generation`` as a subscriber; leaving the loop unsubscribes
         (and, under ``cancel``, returns only once the upstream call is closed)."""
-        generation.subscribe()
-        log = generation.log
-        seen = 0
-        try:
-            while True:
-                if len(log.events) > seen:
-                    batch = log.events[seen:]
-                    seen += len(batch)
-                    for event in batch:
-                        yield event
-                elif log.closed:
-                    return
-                else:
-                    await log.wait(seen)
-        finally:
-            generation.unsubscribe()
-            if not generation.subscribers and generation.policy == "cancel":
-                await generation.wait()
+        async for batch in batches(LocalStream(generation)):
+            for event in batch:
+                yield event
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -272,11 +273,8 @@ class Engine:
             generation.cancel()
 
     async def aclose(self) -> None:
-        self._trim.cancel()
         for generation in list(self._generations.values()):
             generation.cancel()
         for provider in self._providers.values():
             await provider.aclose()
         await self.http.aclose()
-        if self.shared is not None:
-            await self.shared.aclose()

@@ -24,13 +24,14 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
 from sluice.engine.deadlines import Deadlines
 from sluice.engine.log import EventLog
 from sluice.engine.retry import Candidate, RetryState, Step
+from sluice.engine.stream import StreamInfo
 from sluice.errors import BudgetExceeded, SluiceError, UpstreamError, UpstreamTimeout
 from sluice.events import (
     Event,
@@ -43,7 +44,6 @@ from sluice.events import (
     ToolCallDelta,
     Usage,
 )
-from sluice.owners import ANONYMOUS
 from sluice.settings import DisconnectPolicy, Timeouts
 from sluice.tokens import estimate_usage
 from sluice.wire.errors import stream_error_from
@@ -87,6 +87,7 @@ def new_id() -> str:
 class Generation:
     def __init__(
         self,
+        info: StreamInfo,
         request: ChatRequest,
         route: RetryState,
         open_attempt: Opener,
@@ -94,12 +95,15 @@ class Generation:
         policy: DisconnectPolicy = "cancel",
         timeouts: Timeouts | None = None,
         on_done: Callable[[Generation], None] | None = None,
+        allowance: Allowance | None = None,
+        on_finish: Sequence[Callable[[Generation], None]] = (),
     ) -> None:
-        self.id = new_id()
+        #: What the edges need to speak it (ids, protocol, owner): given, never changed.
+        self.info = info
+        self.id = info.id
         self.request = request
         self.model = request.model
         self.policy: DisconnectPolicy = policy
-        self.created = int(time.time())
         self.log = EventLog()
         self.state = State.RUNNING
         self.subscribers = 0
@@ -108,16 +112,10 @@ class Generation:
         self.usage: Usage | None = None
         #: The model that served (or is serving) the answer.
         self.served_by: str | None = None
-        #: Which edge protocol the stream speaks on replay: "openai" or "chat".
-        self.format = "openai"
-        #: Edge-specific ids replays need (the chat API's conversation and message).
-        self.context: dict[str, str] = {}
         #: Called once when the answer ends (usage metering, limits).
-        self.on_finish: list[Callable[[Generation], None]] = []
-        #: The principal that may read, resume and stop it (see sluice.owners).
-        self.owner = ANONYMOUS
+        self.on_finish: list[Callable[[Generation], None]] = list(on_finish)
         #: Completion tokens this answer may still produce (a key's budget), or None.
-        self.allowance: Allowance | None = None
+        self.allowance: Allowance | None = allowance
         self.route = route
         self._open = open_attempt
         self._on_done = on_done
@@ -131,10 +129,12 @@ class Generation:
         #: Set after a failover: the next attempt continues an answer already started.
         self._continuing = False
         self._switches: list[Event] = []
+        self._running = False
+        self._cancel_first = False
 
     @property
-    def completion_id(self) -> str:
-        return f"chatcmpl-{self.id}"
+    def owner(self) -> str:
+        return self.info.owner
 
     @property
     def started_at(self) -> float:
@@ -156,7 +156,7 @@ class Generation:
         if self.subscribers <= 0 and self.policy == "cancel" and not self.done:
             self.cancel()
 
-    def attach(self, sink: Sink) -> None:
+    def attach(self, sink: Sink) -> bool:
         """Deliver every later batch straight to ``sink`` from the generation's own task.
 
         The primary subscriber of a stream uses this instead of waking its own task per
@@ -164,14 +164,23 @@ class Generation:
         (backpressure) rather than growing memory. One sink at most; other subscribers
         read the log.
         """
+        if self._sink is not None:
+            return False
         self._sink = sink
+        return True
 
     def detach(self) -> None:
         self._sink = None
 
     def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if self._task is None or self._task.done():
+            return
+        if not self._running:
+            # A task cancelled before its first step never runs its body: its log would
+            # never close. It starts, and ends at once as cancelled.
+            self._cancel_first = True
+            return
+        self._task.cancel()
 
     def abort(self, error: SluiceError) -> None:
         """End the answer with ``error`` (in-band if output started)."""
@@ -192,7 +201,10 @@ class Generation:
 
     async def _run(self) -> None:
         log = self.log
+        self._running = True
         try:
+            if self._cancel_first:
+                raise asyncio.CancelledError
             await self._attempts()
             self.state = State.COMPLETED
         except asyncio.CancelledError:

@@ -115,7 +115,13 @@ def build_router(
     async def session_state(request: Request) -> dict[str, Any]:
         required = await access.required()
         token = cookie(request.scope, SESSION_COOKIE)
-        session = await access.sessions.get(token) if token else None
+        session = None
+        if token:
+            try:
+                # Valid as a whole: its key not revoked, its master key unchanged.
+                session = (await access.authenticate(None, token)).session
+            except AuthenticationError:
+                session = None
         return {
             "auth_required": required,
             "signed_in": session is not None,

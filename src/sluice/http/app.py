@@ -8,7 +8,6 @@ framework's per-request cost never lands on the per-chunk path.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,38 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sluice.chat.recovery import Recovery
-from sluice.chat.service import ChatService
-from sluice.engine.engine import Engine
 from sluice.errors import ShuttingDown, SluiceError
 from sluice.http.admin import build_router as build_access_router
-from sluice.http.asgi import Receive, Scope, Send, send_error
+from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
 from sluice.http.boundary import Boundary
 from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
 from sluice.http.gate import Gate
+from sluice.http.memory import ProcessMemory
 from sluice.http.openapi_docs import ERRORS, document
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
-from sluice.policy.access import Access
-from sluice.policy.budgets import MemoryLedger, RedisLedger
-from sluice.policy.limits import RateLimits
-from sluice.policy.quota import Quota
-from sluice.policy.sessions import MemorySessions, RedisSessions, Sessions
+from sluice.runtime import Runtime
 from sluice.settings import Settings
-from sluice.store.conversations import SQLStore
-from sluice.store.database import create_engine, database_url, migrate
-from sluice.store.keys import KeyStore
+from sluice.store.database import migrate
 from sluice.wire.errors import error_object
 
 logger = logging.getLogger("sluice.http")
@@ -92,42 +83,21 @@ class ORJSONResponse(JSONResponse):
 class Gateway:
     """The ASGI callable uvicorn serves."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
-        self.settings = settings
-        self.engine = engine or Engine(settings)
+    def __init__(self, runtime: Runtime | Settings, *, memory: ProcessMemory | None = None) -> None:
+        """``runtime``: the process's objects (``sluice.runtime``), closed with the
+        gateway; ``Gateway(settings)`` builds them. ``memory``: the served process's GC
+        and allocator tuning (``http/memory.py``), which an embedded gateway goes without."""
+        self.runtime = runtime if isinstance(runtime, Runtime) else Runtime.build(runtime)
+        self.memory = memory
+        settings = self.settings = self.runtime.settings
+        self.engine = self.runtime.engine
         self.started = time.time()
         self.draining = False
-        secret = settings.database_url.get_secret_value() if settings.database_url else None
-        self.store = SQLStore(create_engine(database_url(secret, settings.data_dir)))
-        self.keys = KeyStore(self.store.engine)
-        redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-        sessions: Sessions = (
-            RedisSessions(
-                redis.Redis.from_url(redis_url), settings.session_seconds, settings.redis_prefix
-            )
-            if redis_url
-            else MemorySessions(settings.session_seconds)
-        )
-        master = settings.master_key.get_secret_value() if settings.master_key else None
-        self.access = Access(self.keys, master, sessions)
+        self.store = self.runtime.store
+        self.keys = self.runtime.keys
+        self.access = self.runtime.access
         self.gate = Gate(self.access, settings.cors_origins)
-        # One client for limits and budgets; short timeouts, so an outage is a quick 503.
-        self.redis = (
-            redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
-            if redis_url
-            else None
-        )
-        self.limits = RateLimits(
-            self.redis,
-            prefix=settings.redis_prefix,
-            default_concurrency=settings.default_key_concurrency,
-        )
-        self.quota = Quota(
-            self.keys,
-            self.limits,
-            {m.name: m for m in settings.models},
-            ledger=RedisLedger(self.redis, settings.redis_prefix) if self.redis else MemoryLedger(),
-        )
+        self.quota = self.runtime.quota
         self.completions = ChatCompletions(
             self.engine,
             self.quota,
@@ -135,12 +105,21 @@ class Gateway:
             keepalive_seconds=settings.keepalive_seconds,
             send_timeout_seconds=settings.send_timeout_seconds,
         )
-        self.streams = Streams(self.engine, keepalive_seconds=settings.keepalive_seconds)
-        self.chat = ChatService(self.engine, self.store, quota=self.quota)
+        #: Set once the drain deadline passed: relays of other instances' streams end
+        #: in-band (their clients resume elsewhere).
+        self.stopped = asyncio.Event()
+        self.streams = Streams(
+            self.engine,
+            keepalive_seconds=settings.keepalive_seconds,
+            send_timeout_seconds=settings.send_timeout_seconds,
+            stopped=self.stopped,
+        )
+        self.chat = self.runtime.chat
         self.chat_endpoint = ChatEndpoint(
             self.chat,
             max_body_bytes=settings.max_body_bytes,
             keepalive_seconds=settings.keepalive_seconds,
+            send_timeout_seconds=settings.send_timeout_seconds,
         )
         self.api = build_api(self)
         # Host, Origin, Content-Type and body size are checked before CORS and sign-in.
@@ -202,7 +181,13 @@ class Gateway:
         ``drain_seconds``, then end the rest with an in-band error. Runs while the server
         still listens, so health checks can see the 503."""
         self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_seconds
         ended = await self.engine.drain(self.settings.drain_seconds)
+        # Clients reading other instances' streams get the same drain time.
+        while self.streams.remote and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        self.stopped.set()
         if ended:
             logger.warning("shutdown: ended %d unfinished stream(s)", ended)
         # Let the responses write their last records before connections are closed.
@@ -210,26 +195,19 @@ class Gateway:
 
     async def aclose(self) -> None:
         await self.recovery.aclose()
-        await self.engine.aclose()
-        await self.chat.settle()
-        await self.quota.settle()
-        await self.limits.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.store.aclose()
+        await self.runtime.aclose()
 
 
 def build_api(gateway: Gateway) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Everything built so far (modules, the app, settings) lives for the whole run.
-        # Frozen, the collector stops rescanning it on every full collection: measured
-        # at 200 streams this was 20+ us of CPU per relayed chunk.
         await gateway.open()
-        gc.collect()
-        gc.freeze()
+        if gateway.memory is not None:
+            gateway.memory.start(gateway.engine)
         gateway.engine.start_background()
         yield
+        if gateway.memory is not None:
+            gateway.memory.stop()
         await gateway.aclose()
 
     api = FastAPI(
@@ -244,16 +222,26 @@ def build_api(gateway: Gateway) -> FastAPI:
     document(api)
 
     @api.exception_handler(SluiceError)
-    async def sluice_error(request: Request, exc: SluiceError) -> ORJSONResponse:
-        return ORJSONResponse(
-            error_object(exc.message, exc.type, exc.param, exc.code), status_code=exc.status
+    async def sluice_error(request: Request, exc: SluiceError) -> Response:
+        status, body, headers = error_response(exc)
+        return Response(
+            body,
+            status_code=status,
+            headers={name.decode(): value.decode() for name, value in headers},
+            media_type="application/json",
         )
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
         kind = _HTTP_TYPES.get(exc.status_code, "server_error")
+        message = str(exc.detail)
+        if exc.status_code in (404, 405):
+            # What OpenAI answers for a route it does not have.
+            message = f"Invalid URL ({request.method} {request.url.path})"
         return ORJSONResponse(
-            error_object(str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers
+            error_object(message, kind, None, None),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @api.exception_handler(RequestValidationError)
@@ -284,7 +272,13 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     @api.websocket("/ws")
     async def chat_socket(websocket: WebSocket) -> None:
-        await ChatSocket(websocket, gateway.chat, gateway.engine, gateway.gate.recheck).run()
+        await ChatSocket(
+            websocket,
+            gateway.chat,
+            gateway.engine,
+            gateway.gate.recheck,
+            send_timeout=gateway.settings.send_timeout_seconds,
+        ).run()
 
     @api.get("/v1/models")
     async def list_models() -> dict[str, Any]:

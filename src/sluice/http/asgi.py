@@ -92,11 +92,21 @@ def retry_headers(retry_after: float | None) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def send_error(send: Send, error: SluiceError | StreamError) -> None:
-    """An OpenAI-shaped error response (the status is still ours to choose)."""
+def error_response(
+    error: SluiceError | StreamError,
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """The one mapping from an error to an HTTP response: status, OpenAI-shaped body,
+    and headers (``Retry-After``, ``x-ratelimit-*``). Every HTTP edge — the lean
+    endpoints and the framework's exception handler — answers through it."""
     body = stream_error_body(error) if isinstance(error, StreamError) else error_body(error)
     extra: list[tuple[bytes, bytes]] = list(getattr(error, "headers", []))
-    await send_json(send, error.status, body, [*retry_headers(error.retry_after), *extra])
+    return error.status, body, [*retry_headers(error.retry_after), *extra]
+
+
+async def send_error(send: Send, error: SluiceError | StreamError) -> None:
+    """An OpenAI-shaped error response (the status is still ours to choose)."""
+    status, body, headers = error_response(error)
+    await send_json(send, status, body, headers)
 
 
 def json_dumps(value: Any) -> bytes:

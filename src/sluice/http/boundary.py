@@ -14,7 +14,7 @@ gateway do, checked once per request in plain ASGI, before CORS and authenticati
 - Body size: a declared ``Content-Length`` past ``max_body_bytes`` is 413 before a byte
   of it is read; a chunked body is counted as it arrives and cut off past the limit.
 
-The connection-level defenses (header timeout, connection cap) are in
+The connection-level defenses (header and body timeouts, connection cap) are in
 ``http/protocol.py``. Per request this is one scan of the headers; per chunk nothing,
 except counting a chunked request body's bytes.
 """

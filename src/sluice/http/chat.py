@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import orjson
 
-from sluice.chat.frames import turn_frames
-from sluice.chat.service import ChatService, Turn
+from sluice.chat.service import ChatService
+from sluice.engine.stream import LocalStream
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import (
-    SSE_HEADERS,
     ClientDisconnected,
     Receive,
     Scope,
@@ -23,19 +22,25 @@ from sluice.http.asgi import (
     read_body,
     send_error,
 )
+from sluice.http.encoders import ChatEvents
 from sluice.http.gate import principal_of
-from sluice.http.watch import ResponseWatch
-from sluice.wire.chat_frames import sse
-from sluice.wire.sse import encode_comment
-
-PING = encode_comment("ping")
+from sluice.http.relay import Cut, relay
+from sluice.http.transports import SSEResponse
 
 
 class ChatEndpoint:
-    def __init__(self, chat: ChatService, *, max_body_bytes: int, keepalive_seconds: float):
+    def __init__(
+        self,
+        chat: ChatService,
+        *,
+        max_body_bytes: int,
+        keepalive_seconds: float,
+        send_timeout_seconds: float | None = None,
+    ):
         self._chat = chat
         self._limit = max_body_bytes
         self._keepalive = keepalive_seconds
+        self._send_timeout = send_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -53,30 +58,20 @@ class ChatEndpoint:
         except SluiceError as exc:
             await send_error(send, exc)
             return
-        await relay_turn(turn, send, receive, self._keepalive, after=0, start=True)
-
-
-async def relay_turn(
-    turn: Turn, send: Send, receive: Receive, keepalive: float, *, after: int, start: bool
-) -> None:
-    """Write a turn's frames as SSE from event ``after`` on, live to its end."""
-    generation = turn.generation
-    generation.subscribe()
-    watch = ResponseWatch(generation.log, receive, keepalive)
-    try:
-        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for batch in turn_frames(turn, after=after, start=start):
-            if watch.disconnected:
-                return
-            if batch:
-                body = b"".join(sse(frame, seq) for seq, frame in batch)
-                watch.wrote()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            elif watch.ping_due:
-                watch.wrote()
-                await send({"type": "http.response.body", "body": PING, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        watch.stop()
-        generation.unsubscribe()
+        stream = LocalStream(turn.generation)
+        response = SSEResponse(send, stream.info.id)
+        await response.start()
+        try:
+            async with stream.subscribe():
+                done = await relay(
+                    stream,
+                    ChatEvents(stream.info, start=True),
+                    response,
+                    keepalive=self._keepalive,
+                    send_timeout=self._send_timeout,
+                    receive=receive,
+                )
+        except Cut:
+            return  # returning mid-response makes the server close the connection
+        if done:
+            await response.end()

@@ -1,23 +1,18 @@
 """``POST /v1/chat/completions``: the lean streaming path, in plain ASGI.
 
-Per request: read and validate the body, start (or join) a Generation, wait for its
-first event so the HTTP status is decided before the first byte. Per batch of events:
-encode and write once. A side task waits for the client's disconnect; keep-alive comments
-go out on a timer only while the stream is idle. Nothing per chunk allocates more than
-the bytes it writes.
+Per request: read and validate the body, admit it (key, limits, budget), start a
+Generation, and hand it to the relay with the OpenAI chunk encoder; the status is
+decided before the first byte (``SSEResponse.decide``). Per batch of events: encode and
+write once, from the generation's own task. Nothing per chunk allocates more than the
+bytes it writes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from sluice.engine.engine import Engine
-from sluice.engine.generation import Generation
+from sluice.engine.stream import LocalStream
 from sluice.errors import RequestError, SluiceError
-from sluice.events import Event, StreamError, Usage
 from sluice.http.asgi import (
-    SSE_HEADERS,
     ClientDisconnected,
     Receive,
     Scope,
@@ -29,15 +24,14 @@ from sluice.http.asgi import (
     send_error,
     send_json,
 )
+from sluice.http.encoders import OpenAIChunks
 from sluice.http.gate import principal_of
-from sluice.http.watch import ResponseWatch
+from sluice.http.relay import Cut, disconnected, race, relay
+from sluice.http.transports import SSEResponse
 from sluice.policy.quota import Quota
 from sluice.settings import DisconnectPolicy
-from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
-from sluice.wire.openai_request import ChatRequest, parse_chat_request
-from sluice.wire.sse import encode_comment
-
-PING = encode_comment("ping")
+from sluice.wire.openai_chunks import Completion
+from sluice.wire.openai_request import parse_chat_request
 
 
 class ChatCompletions:
@@ -87,148 +81,61 @@ class ChatCompletions:
         except SluiceError as exc:
             await send_error(send, exc)
             return
-        generation.subscribe()
-        watcher = ResponseWatch(generation.log, receive, self._keepalive, self._send_timeout)
+        stream = LocalStream(generation)
         try:
-            if request.stream:
-                await self._relay(generation, request, watcher, send, ticket.headers)
-            else:
-                await self._respond(generation, request, watcher, send, ticket.headers)
-        except asyncio.CancelledError:
-            if not watcher.stalled:
-                raise
-            # Cut off for reading too slowly: returning mid-response makes the server
-            # close the connection.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-        finally:
-            watcher.stop()
-            generation.unsubscribe()
+            async with stream.subscribe():
+                if request.stream:
+                    await self._relay(stream, receive, send, ticket.headers)
+                else:
+                    await self._respond(stream, request.n, receive, send, ticket.headers)
+        except Cut:
+            return  # returning mid-response makes the server close the connection
 
     async def _relay(
         self,
-        generation: Generation,
-        request: ChatRequest,
-        watcher: ResponseWatch,
+        stream: LocalStream,
+        receive: Receive,
         send: Send,
         extra: list[tuple[bytes, bytes]],
     ) -> None:
-        log = generation.log
-        events = log.events
-        # The status is decided before the first byte: an error that comes first is an
-        # HTTP error; after the headers, failures go in-band. (A usage estimate may
-        # precede a final error; it decides nothing.)
-        while not log.closed and not watcher.disconnected and not watcher.ping_due:
-            if any(type(event) is not Usage for event in events):
-                break
-            await log.wait(len(events))
-        if watcher.disconnected:
-            return
-        first = next((event for event in events if type(event) is not Usage), None)
-        if type(first) is StreamError:
-            await send_error(send, first)
-            return
-        headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode()), *extra]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        encoder = ChunkEncoder(
-            generation.completion_id,
-            generation.created,
-            request.model,
-            include_usage=request.include_usage,
+        response = SSEResponse(send, stream.info.id, extra)
+
+        async def decide() -> bool:
+            return await response.decide(stream, self._keepalive)
+
+        done = await relay(
+            stream,
+            OpenAIChunks(stream.info),
+            response,
+            keepalive=self._keepalive,
+            send_timeout=self._send_timeout,
+            receive=receive,
+            decide=decide,
         )
-        relay = _Relay(encoder, send, watcher)
-        # Catch up on what is already in the log, then take delivery straight from the
-        # generation's task: no wake-up of this task per chunk. A detached generation
-        # must not wait for this client, so it gets no sink and is read from the log.
-        while relay.seen < len(events):
-            await relay.deliver(events[relay.seen :])
-        if generation.policy == "cancel":
-            generation.attach(relay.deliver)
-        try:
-            while not log.closed and not watcher.disconnected:
-                # One send at a time: no ping while the generation's delivery is writing.
-                if watcher.ping_due and watcher.send_started is None:
-                    watcher.wrote()
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
-                if generation.policy == "cancel":
-                    await log.wait_end()
-                else:
-                    await log.wait(relay.seen)
-                    if relay.seen < len(events):
-                        await relay.deliver(events[relay.seen :])
-        finally:
-            generation.detach()
-        if watcher.disconnected:
-            return
-        # Whatever the generation appended after its last delivery (a cancellation's
-        # `incomplete` finish, a failure's error record), and a delivery cut short.
-        await relay.flush()
-        if relay.seen < len(events):
-            await relay.deliver(events[relay.seen :])
-        failed = bool(events) and type(events[-1]) is StreamError
-        # A failed stream never ends with a clean [DONE]: clients must see it failed.
-        await send({"type": "http.response.body", "body": b"" if failed else DONE})
+        if done:
+            await response.end()
 
     async def _respond(
         self,
-        generation: Generation,
-        request: ChatRequest,
-        watcher: ResponseWatch,
+        stream: LocalStream,
+        n: int,
+        receive: Receive,
         send: Send,
         extra: list[tuple[bytes, bytes]],
     ) -> None:
-        log = generation.log
-        while not log.closed:
-            if watcher.disconnected:
-                return
-            await log.wait_end()
+        if await race([stream.wait_end(), disconnected(receive)]) != 0:
+            return
         completion = Completion()
-        for event in log.events:
+        for event in stream.events:
             completion.add(event)
         if completion.error is not None:
             await send_error(send, completion.error)
             return
-        body = completion.to_object(
-            generation.completion_id, generation.created, request.model, request.n
-        )
+        info = stream.info
+        body = completion.to_object(info.completion_id, info.created, info.model, n)
         await send_json(
-            send, 200, json_dumps(body), [(b"x-sluice-stream-id", generation.id.encode()), *extra]
+            send, 200, json_dumps(body), [(b"x-sluice-stream-id", info.id.encode()), *extra]
         )
-
-
-class _Relay:
-    """The primary subscriber's delivery: encode a batch, write it with one send."""
-
-    __slots__ = ("_encoder", "_send", "_watcher", "pending", "seen")
-
-    def __init__(self, encoder: ChunkEncoder, send: Send, watcher: ResponseWatch) -> None:
-        self._encoder = encoder
-        self._send = send
-        self._watcher = watcher
-        self.seen = 0
-        self.pending: tuple[bytes, int] | None = None
-
-    async def deliver(self, batch: list[Event]) -> None:
-        watcher = self._watcher
-        watcher.wrote()
-        # Encoding has effects (a tool call's first delta is marked sent), so the bytes
-        # are kept until the send returns: uvicorn waits for the buffer to drain before
-        # it writes, and a send cancelled while waiting wrote nothing.
-        self.pending = (self._encoder.encode(batch), len(batch))
-        await self.flush()
-
-    async def flush(self) -> None:
-        """Send what ``deliver`` encoded but could not send (it was cancelled)."""
-        if self.pending is None:
-            return
-        body, count = self.pending
-        if body:
-            self._watcher.send_started = time.monotonic()
-            await self._send({"type": "http.response.body", "body": body, "more_body": True})
-            self._watcher.send_started = None
-        self.pending = None
-        self.seen += count
 
 
 def disconnect_policy(scope: Scope) -> DisconnectPolicy:

@@ -1,22 +1,37 @@
-"""Running the gateway under uvicorn (uvloop + httptools, no access log on the hot path)."""
+"""Running the gateway under uvicorn (uvloop + httptools, no access log on the hot path).
+
+This is the server process's edge: what changes the whole process happens here (the
+open-file limit, logging, GC and allocator tuning through ``http/memory.py``), and so
+does the one environment variable ``--workers N`` hands the settings over in.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import resource
 import socket
 from pathlib import Path
+from typing import Any
 
+import orjson
 import uvicorn
+from pydantic import SecretStr
 
 from sluice.errors import ConfigError
 from sluice.http.app import Gateway
+from sluice.http.memory import ProcessMemory
 from sluice.http.protocol import GatewayProtocol
 from sluice.redact import REDACTOR, logging_config, secrets_of
+from sluice.runtime import Runtime
 from sluice.settings import Settings
 
-#: Set by `sluice serve --workers N` for the worker processes, which build their own app.
+#: Set by ``sluice serve --workers N`` for its workers (which uvicorn spawns, and which
+#: build their own app): the settings the parent loaded, as JSON.
+WORKER_SETTINGS_ENV = "SLUICE_WORKER_SETTINGS"
+#: For the factory run straight under uvicorn (``uvicorn --factory
+#: sluice.http.server:app_from_environment``): the config file to load.
 CONFIG_FILE_ENV = "SLUICE_CONFIG_FILE"
 
 
@@ -73,7 +88,10 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def serve(settings: Settings, config_file: Path | None = None) -> None:
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or Ctrl-C. Settings that cannot work (a bad model table or
+    database URL) raise ConfigError before anything is served, in this process."""
+    runtime = Runtime.build(settings)
     # Here, not in the library: it changes the whole process, and workers inherit it.
     raise_open_file_limit()
     options = uvicorn_options(settings)
@@ -81,15 +99,12 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
     options["log_config"] = logging_config(settings)
     REDACTOR.remember(secrets_of(settings))
     if settings.workers > 1:
-        # Workers are separate processes: each rebuilds the same settings from the same
-        # sources, which the parent pins in the environment they inherit.
-        if config_file is not None:
-            os.environ[CONFIG_FILE_ENV] = str(config_file)
-        os.environ["SLUICE_HOST"] = settings.host
-        os.environ["SLUICE_PORT"] = str(settings.port)
-        os.environ["SLUICE_WORKERS"] = str(settings.workers)
-        if settings.data_dir is not None:
-            os.environ["SLUICE_DATA_DIR"] = str(settings.data_dir)
+        # The parent serves nothing: it built the graph only to check the settings.
+        asyncio.run(runtime.aclose())
+        # Workers are processes uvicorn spawns from an import string, so the settings
+        # loaded here travel in the one variable of the environment they inherit (never
+        # re-read from files and variables that may have changed meanwhile).
+        os.environ[WORKER_SETTINGS_ENV] = settings_json(settings)
         # uvicorn's supervisor builds plain Servers in the workers, so with N workers a
         # SIGTERM drains through uvicorn's graceful timeout (drain_seconds) rather than
         # the gateway's drain: streams still finish, but ones cut at the deadline get no
@@ -102,16 +117,37 @@ def serve(settings: Settings, config_file: Path | None = None) -> None:
             **options,  # type: ignore[arg-type]
         )
         return
-    config = uvicorn.Config(Gateway(settings), **options)  # type: ignore[arg-type]
+    gateway = Gateway(runtime, memory=ProcessMemory())
+    config = uvicorn.Config(gateway, **options)  # type: ignore[arg-type]
     GatewayServer(config).run()
 
 
 def app_from_environment() -> Gateway:
-    config_file = os.environ.get(CONFIG_FILE_ENV)
-    settings = Settings.load(Path(config_file) if config_file else None)
+    """The app of one worker process: the settings its parent handed over, else (run
+    straight under uvicorn) loaded from the environment and ``SLUICE_CONFIG_FILE``."""
+    handed = os.environ.get(WORKER_SETTINGS_ENV)
+    if handed is not None:
+        settings = Settings.model_validate_json(handed)
+    else:
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        settings = Settings.load(Path(config_file) if config_file else None)
     require_shared_state(settings)
     REDACTOR.remember(secrets_of(settings))
-    return Gateway(settings)
+    return Gateway(Runtime.build(settings), memory=ProcessMemory())
+
+
+def settings_json(settings: Settings) -> str:
+    """Settings as JSON that ``Settings.model_validate_json`` reads back unchanged,
+    secrets included (unlike pydantic's own JSON, which masks them)."""
+    return orjson.dumps(settings.model_dump(), default=_revealed).decode()
+
+
+def _revealed(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot hand over a {type(value).__name__}")
 
 
 def require_shared_state(settings: Settings) -> None:

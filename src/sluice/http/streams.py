@@ -2,275 +2,115 @@
 
 A client that lost its connection comes back with the last event id it saw
 (``Last-Event-ID`` or ``?after=N``) and gets the events it missed, then the live tail,
-then ``[DONE]`` — the same records as the original stream, each with an SSE ``id``. The
-finished replay stays available for the engine's retention time. Cancel stops the
-generation: the partial answer is kept, its choices finish as ``incomplete``.
+then ``[DONE]`` — the same records as the original stream, each with an SSE ``id``, in
+the protocol the stream was started with. The stream may run here or on another
+instance (the shared log in Redis): ``Engine.open_stream`` hands out either, and the
+relay writes both. Cancel stops the generation wherever it runs: the partial answer is
+kept, its choices finish as ``incomplete``. Another principal's stream is "not found".
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from sluice.chat.service import Turn
 from sluice.engine.engine import Engine
-from sluice.engine.generation import Generation
-from sluice.engine.log import EventLog
-from sluice.errors import NotFound, RequestError, SluiceError, Unavailable
-from sluice.events import Event, Finish, StreamError, Usage
-from sluice.http.asgi import (
-    SSE_HEADERS,
-    Receive,
-    Scope,
-    Send,
-    header,
-    json_dumps,
-    send_error,
-    send_json,
-)
-from sluice.http.chat import relay_turn
+from sluice.engine.stream import LocalStream, Stream
+from sluice.errors import RequestError, SluiceError
+from sluice.events import Finish, StreamError, Usage
+from sluice.http.asgi import Receive, Scope, Send, header, json_dumps, send_error, send_json
+from sluice.http.encoders import ChatEvents, OpenAIChunks
 from sluice.http.gate import principal_of
-from sluice.http.watch import ResponseWatch
-from sluice.owners import may_reach
-from sluice.store.shared_log import Entry, RedisEventLogs, StreamMeta
-from sluice.wire.chat_frames import ChatFrames, sse
-from sluice.wire.errors import stream_error_from
-from sluice.wire.openai_chunks import DONE, ChunkEncoder
-from sluice.wire.sse import encode_comment
+from sluice.http.relay import Cut, relay
+from sluice.http.transports import SSEResponse
 
 PREFIX = "/v1/streams/"
-PING = encode_comment("ping")
+#: How long a cancel waits for the stream's end to report its final state.
+CANCEL_WAIT_SECONDS = 10.0
 
 
 class Streams:
-    def __init__(self, engine: Engine, *, keepalive_seconds: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        keepalive_seconds: float,
+        send_timeout_seconds: float | None = None,
+        stopped: asyncio.Event | None = None,
+    ) -> None:
         self._engine = engine
         self._keepalive = keepalive_seconds
+        self._send_timeout = send_timeout_seconds
+        self._stopped = stopped
+        #: Relays of streams running on another instance: the drain waits for them.
+        self.remote = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rest = scope["path"][len(PREFIX) :]
         stream_id, _, action = rest.partition("/")
-        reader = principal_of(scope).owner
+        method = scope["method"]
         try:
-            try:
-                generation = self._engine.generation(stream_id, reader=reader)
-            except NotFound:
-                # Not ours: another instance may own it (shared event log in Redis).
-                if not await self._shared(stream_id, reader, action, scope, receive, send):
-                    raise
-                return
-            if action == "" and scope["method"] == "GET":
-                after = _after(scope)
-                await self._replay(generation, after, receive, send)
-            elif action == "cancel" and scope["method"] == "POST":
-                await self._cancel(generation, send)
-            elif action in ("", "cancel"):
-                raise RequestError("Method not allowed.", status=405, code="method_not_allowed")
-            else:
+            stream = await self._engine.open_stream(stream_id, reader=principal_of(scope).owner)
+            if action not in ("", "cancel"):
                 raise RequestError(f"No such stream action {action!r}.", status=404)
+            if (action, method) not in (("", "GET"), ("cancel", "POST")):
+                raise RequestError("Method not allowed.", status=405, code="method_not_allowed")
+            if action == "":
+                await self._replay(stream, _after(scope), receive, send)
+            else:
+                await self._cancel(stream, send)
         except SluiceError as exc:
             await send_error(send, exc)
 
-    async def _replay(
-        self, generation: Generation, after: int, receive: Receive, send: Send
-    ) -> None:
-        if generation.format == "chat":
-            context = generation.context
-            turn = Turn(
-                generation,
-                context.get("conversation_id"),
-                context.get("message_id"),
-                generation.model,
-            )
-            await relay_turn(turn, send, receive, self._keepalive, after=after, start=True)
-            return
-        log = generation.log
-        events = log.events
-        generation.subscribe()
-        watch = ResponseWatch(log, receive, self._keepalive)
-        try:
-            headers = [*SSE_HEADERS, (b"x-sluice-stream-id", generation.id.encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            request = generation.request
-            encoder = ChunkEncoder(
-                generation.completion_id,
-                generation.created,
-                request.model,
-                include_usage=request.include_usage,
-            )
-            seen = encoder.position_after(events, after)
-            number = after + 1
-            while True:
-                count = len(events)
-                if count > seen:
-                    body, number = encoder.encode_numbered(events[seen:count], number)
-                    seen = count
-                    watch.wrote()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                elif log.closed or watch.disconnected:
-                    break
-                elif watch.ping_due:
-                    watch.wrote()
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
-                else:
-                    await log.wait(seen)
-            if watch.disconnected:
-                return
-            failed = bool(events) and type(events[-1]) is StreamError
-            await send({"type": "http.response.body", "body": b"" if failed else DONE})
-        finally:
-            watch.stop()
-            generation.unsubscribe()
-
-    async def _shared(
-        self, stream_id: str, reader: str, action: str, scope: Scope, receive: Receive, send: Send
-    ) -> bool:
-        shared = self._engine.shared
-        if shared is None:
-            return False
-        meta = await shared.meta(stream_id)
-        if meta is None or not may_reach(reader, meta.owner):
-            return False
-        if action == "" and scope["method"] == "GET" and meta.format == "chat":
-            await self._replay_shared_chat(shared, meta, _after(scope), receive, send)
-        elif action == "" and scope["method"] == "GET":
-            await self._replay_shared(shared, meta, _after(scope), receive, send)
-        elif action == "cancel" and scope["method"] == "POST":
-            await self._cancel_shared(shared, meta, send)
-        else:
-            raise RequestError("Method not allowed.", status=405, code="method_not_allowed")
-        return True
-
-    async def _replay_shared(
-        self,
-        shared: RedisEventLogs,
-        meta: StreamMeta,
-        after: int,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        watch = ResponseWatch(EventLog(), receive, self._keepalive)
-        try:
-            headers = [*SSE_HEADERS, (b"x-sluice-stream-id", meta.id.encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            encoder = ChunkEncoder(
-                f"chatcmpl-{meta.id}", meta.created, meta.model, include_usage=meta.include_usage
-            )
-            last: Event | None = None
-            skipping = after
-            number = after + 1
-            async for entry in _following(shared, meta):
-                if watch.disconnected:
-                    return
-                fresh: list[Event] = []
-                for event in entry.events:
-                    last = event
-                    if skipping:
-                        # Records the client already has: encoded (the encoder's state
-                        # must be as if sent) but not sent.
-                        if encoder.encode_one(event):
-                            skipping -= 1
-                        continue
-                    fresh.append(event)
-                if fresh:
-                    body, number = encoder.encode_numbered(fresh, number)
-                    watch.wrote()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                elif watch.ping_due:
-                    watch.wrote()
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
-                if entry.end:
-                    break
-            failed = type(last) is StreamError
-            await send({"type": "http.response.body", "body": b"" if failed else DONE})
-        finally:
-            watch.stop()
-
-    async def _replay_shared_chat(
-        self,
-        shared: RedisEventLogs,
-        meta: StreamMeta,
-        after: int,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """A /chat stream owned by another instance, in the chat protocol. Its done frame
-        has no timings: those live in the owner's memory (and in the stored message)."""
-        frames = ChatFrames(
-            meta.id, meta.conversation_id or None, meta.message_id or None, meta.model
+    async def _replay(self, stream: Stream, after: int, receive: Receive, send: Send) -> None:
+        info = stream.info
+        encoder = (
+            ChatEvents(info, start=True)
+            if info.format == "chat"
+            else OpenAIChunks(info, numbered=True)
         )
-        watch = ResponseWatch(EventLog(), receive, self._keepalive)
+        response = SSEResponse(send, info.id)
+        await response.start()
+        remote = not isinstance(stream, LocalStream)
+        self.remote += remote
         try:
-            headers = [*SSE_HEADERS, (b"x-sluice-stream-id", meta.id.encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send(
-                {"type": "http.response.body", "body": sse(frames.start()), "more_body": True}
-            )
-            last = 0
-            async for entry in _following(shared, meta):
-                if watch.disconnected:
-                    return
-                parts = []
-                for seq, event in enumerate(entry.events, entry.first):
-                    frame = frames.frame(event)  # earlier events still rebuild the text
-                    last = seq
-                    if frame is not None and seq > after:
-                        parts.append(sse(frame, seq))
-                if parts:
-                    watch.wrote()
-                    body = b"".join(parts)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                elif watch.ping_due:
-                    watch.wrote()
-                    await send({"type": "http.response.body", "body": PING, "more_body": True})
-                if entry.end:
-                    break
-            tail = b"" if frames.failed else sse(frames.done(None), last)
-            await send({"type": "http.response.body", "body": tail})
+            async with stream.subscribe():
+                done = await relay(
+                    stream,
+                    encoder,
+                    response,
+                    after=after,
+                    keepalive=self._keepalive,
+                    send_timeout=self._send_timeout,
+                    receive=receive,
+                    stopped=self._stopped,
+                )
+        except Cut:
+            return  # returning mid-response makes the server close the connection
         finally:
-            watch.stop()
+            self.remote -= remote
+        if done:
+            await response.end()
 
-    async def _cancel_shared(self, shared: RedisEventLogs, meta: StreamMeta, send: Send) -> None:
-        await shared.request_cancel(meta.id)
-        events: list[Event] = []
-        try:
-            async with asyncio.timeout(10):
-                # A dead instance's stream ends at once, as interrupted (no lease).
-                async for entry in shared.entries(meta, block_ms=200, quiet_seconds=0):
-                    events += entry.events
-                    if entry.end:
-                        break
-        except TimeoutError:
-            pass
-        usage = next((e for e in reversed(events) if isinstance(e, Usage)), None)
-        finishes = [e.reason for e in events if isinstance(e, Finish)]
-        status = "cancelled" if "incomplete" in finishes else "completed"
-        if any(isinstance(e, StreamError) for e in events):
+    async def _cancel(self, stream: Stream, send: Send) -> None:
+        async with stream.subscribe():
+            await stream.cancel()
+            try:
+                async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                    await stream.wait_end()
+            except TimeoutError:
+                pass
+        events = stream.events
+        usage = next((e for e in reversed(events) if type(e) is Usage), None)
+        if any(type(e) is StreamError for e in events):
             status = "failed"
-        await send_json(send, 200, json_dumps(_state(meta.id, meta.model, status, True, usage)))
-
-    async def _cancel(self, generation: Generation, send: Send) -> None:
-        was_running = not generation.done
-        generation.cancel()
-        await generation.wait()
-        body = _state(
-            generation.id, generation.model, generation.state.value, was_running, generation.usage
-        )
+        elif any(isinstance(e, Finish) and e.reason == "incomplete" for e in events):
+            status = "cancelled"
+        else:
+            status = "completed"
+        body = _state(stream.info.id, stream.info.model, status, status == "cancelled", usage)
         await send_json(send, 200, json_dumps(body))
-
-
-async def _following(shared: RedisEventLogs, meta: StreamMeta) -> AsyncIterator[Entry]:
-    """A shared stream's entries for a response already under way: Redis going away
-    mid-replay is an in-band error record (retryable), not a broken connection."""
-    position = 1
-    try:
-        async for entry in shared.entries(meta):
-            position = entry.first + len(entry.events)
-            yield entry
-    except Unavailable as exc:
-        yield Entry(position, [stream_error_from(exc)], True)
 
 
 def _state(

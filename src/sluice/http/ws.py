@@ -20,13 +20,15 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sluice.chat.frames import turn_frames
-from sluice.chat.service import ChatService, Turn
+from sluice.chat.service import ChatService
 from sluice.engine.engine import Engine
+from sluice.engine.stream import LocalStream, Stream
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import Scope
+from sluice.http.encoders import ChatSocketFrames
 from sluice.http.gate import principal_of
-from sluice.owners import may_reach
+from sluice.http.relay import Cut, relay
+from sluice.http.transports import SocketFrames
 
 logger = logging.getLogger("sluice.http")
 
@@ -59,8 +61,11 @@ class ChatSocket:
         chat: ChatService,
         engine: Engine,
         recheck: Recheck | None = None,
+        *,
+        send_timeout: float | None = None,
     ) -> None:
         self._ws = websocket
+        self._send_timeout = send_timeout
         self._chat = chat
         self._engine = engine
         self._recheck = recheck
@@ -116,8 +121,11 @@ class ChatSocket:
                 return
 
     async def send(self, frame: dict[str, Any]) -> None:
+        await self._send_text(orjson.dumps(frame).decode())
+
+    async def _send_text(self, text: str) -> None:
         async with self._sending:
-            await self._ws.send_text(orjson.dumps(frame).decode())
+            await self._ws.send_text(text)
 
     async def _handle(self, raw: str) -> None:
         try:
@@ -132,7 +140,7 @@ class ChatSocket:
         try:
             if kind == "chat":
                 turn = await self._chat.start(self._chat.parse(frame), principal_of(self._ws.scope))
-                self._relay(turn, after=0, start=True)
+                self._relay(LocalStream(turn.generation), 0)
             elif kind == "stop":
                 await self._stop(_stream_id(frame))
             elif kind == "resume":
@@ -151,35 +159,20 @@ class ChatSocket:
         return principal_of(self._ws.scope).owner
 
     async def _stop(self, stream_id: str) -> None:
-        try:
-            generation = self._engine.generation(stream_id, reader=self._reader)
-        except SluiceError:
-            shared = self._engine.shared
-            if shared is None:
-                raise
-            meta = await shared.meta(stream_id)
-            if meta is None or not may_reach(self._reader, meta.owner):
-                raise
-            await shared.request_cancel(stream_id)
-            return
-        generation.cancel()
+        stream = await self._engine.open_stream(stream_id, reader=self._reader)
+        await stream.cancel()
 
     async def _resume(self, stream_id: str, after: Any) -> None:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             raise RequestError("'after' must be a non-negative integer.", param="after")
-        generation = self._engine.generation(stream_id, reader=self._reader)
-        context = generation.context
-        turn = Turn(
-            generation, context.get("conversation_id"), context.get("message_id"), generation.model
-        )
-        self._relay(turn, after=after, start=True)
+        self._relay(await self._engine.open_stream(stream_id, reader=self._reader), after)
 
-    def _relay(self, turn: Turn, *, after: int, start: bool) -> None:
-        stream_id = turn.generation.id
+    def _relay(self, stream: Stream, after: int) -> None:
+        stream_id = stream.info.id
         previous = self._relays.pop(stream_id, None)
         if previous is not None:
             previous.cancel()
-        task = asyncio.get_running_loop().create_task(self._pump(turn, after, start))
+        task = asyncio.get_running_loop().create_task(self._pump(stream, after))
         self._relays[stream_id] = task
         task.add_done_callback(
             lambda _: (
@@ -187,19 +180,19 @@ class ChatSocket:
             )
         )
 
-    async def _pump(self, turn: Turn, after: int, start: bool) -> None:
-        generation = turn.generation
-        generation.subscribe()
+    async def _pump(self, stream: Stream, after: int) -> None:
         try:
-            async for batch in turn_frames(turn, after=after, start=start):
-                for seq, frame in batch:
-                    frame["stream_id"] = generation.id
-                    frame["seq"] = seq
-                    await self.send(frame)
-        except (WebSocketDisconnect, RuntimeError):
+            async with stream.subscribe():
+                await relay(
+                    stream,
+                    ChatSocketFrames(stream.info, start=True),
+                    SocketFrames(self._send_text),
+                    after=after,
+                    keepalive=None,
+                    send_timeout=self._send_timeout,
+                )
+        except (Cut, WebSocketDisconnect, RuntimeError):
             return  # the socket closed under us
-        finally:
-            generation.unsubscribe()
 
 
 def _stream_id(frame: dict[str, Any]) -> str:

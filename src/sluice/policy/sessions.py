@@ -6,7 +6,9 @@ master-key session also keeps a fingerprint of the master key (see
 ``policy.access.master_fingerprint``), so it dies when the key changes. In memory by
 default; in Redis when configured, under the deployment's key prefix, so every instance
 of one deployment knows every session and no other deployment sharing the Redis does.
-Redis unreachable is a 503 (fail closed), never a 500.
+Each key holds at most ``PER_KEY`` sessions (signing in again ends its least recently
+used one), so no principal can sign out another by signing in many times, nor grow
+memory or Redis without bound. Redis unreachable is a 503 (fail closed), never a 500.
 """
 
 from __future__ import annotations
@@ -52,39 +54,74 @@ class Sessions(Protocol):
     async def delete(self, token: str) -> None: ...
 
 
+#: Live sessions per key (the master key counts as one): signing in once more ends that
+#: key's least recently used session, never another principal's.
+PER_KEY = 64
+
+
+def _holder(key_id: str, master: bool) -> str:
+    return "master" if master else key_id
+
+
 class MemorySessions:
-    #: Sessions at most; the oldest go first (sign-in is unauthenticated: bound it).
+    #: Sessions at most, least recently used first out: a last resort, since PER_KEY
+    #: already bounds what one key can hold.
     LIMIT = 100_000
 
     def __init__(self, lifetime: float) -> None:
         self._lifetime = lifetime
+        #: In least-recently-used order (a use moves a session to the end).
         self._sessions: dict[str, Session] = {}
+        self._by_holder: dict[str, dict[str, None]] = {}
 
     async def create(self, key_id: str, master: bool, fingerprint: str = "") -> tuple[str, Session]:
         token = secrets.token_urlsafe(32)
         session = Session(
             key_id, master, secrets.token_urlsafe(24), time.time() + self._lifetime, fingerprint
         )
+        held = self._by_holder.setdefault(_holder(key_id, master), {})
+        while len(held) >= PER_KEY:
+            self._drop(next(iter(held)))
         while len(self._sessions) >= self.LIMIT:
-            del self._sessions[next(iter(self._sessions))]
-        self._sessions[_digest(token)] = session
+            self._drop(next(iter(self._sessions)))
+        digest = _digest(token)
+        self._sessions[digest] = session
+        self._by_holder.setdefault(_holder(key_id, master), {})[digest] = None
         return token, session
+
+    def _drop(self, digest: str) -> None:
+        session = self._sessions.pop(digest, None)
+        if session is None:
+            return
+        holder = _holder(session.key_id, session.master)
+        held = self._by_holder.get(holder)
+        if held is not None:
+            held.pop(digest, None)
+            if not held:
+                del self._by_holder[holder]
 
     async def get(self, token: str) -> Session | None:
         digest = _digest(token)
         session = self._sessions.get(digest)
         now = time.time()
-        if session is None or session.expires_at <= now:
-            self._sessions.pop(digest, None)
+        if session is None:
+            return None
+        if session.expires_at <= now:
+            self._drop(digest)
             return None
         renewed = Session(
             session.key_id, session.master, session.csrf, now + self._lifetime, session.fingerprint
         )
+        # Re-inserted at the end: now the most recently used, here and among its key's.
+        del self._sessions[digest]
         self._sessions[digest] = renewed
+        held = self._by_holder[_holder(session.key_id, session.master)]
+        del held[digest]
+        held[digest] = None
         return renewed
 
     async def delete(self, token: str) -> None:
-        self._sessions.pop(_digest(token), None)
+        self._drop(_digest(token))
 
 
 class RedisSessions:
@@ -92,6 +129,7 @@ class RedisSessions:
         self._client = client
         self._lifetime = int(lifetime)
         self._prefix = f"{prefix}:session:"
+        self._held = f"{prefix}:sessions-of:"
 
     def _key(self, token: str) -> str:
         return self._prefix + _digest(token)
@@ -102,7 +140,24 @@ class RedisSessions:
         data = orjson.dumps(
             {"key_id": key_id, "master": master, "csrf": csrf, "fingerprint": fingerprint}
         )
-        await _redis(self._client.set(self._key(token), data, ex=self._lifetime))
+        digest = _digest(token)
+        held = self._held + _holder(key_id, master)
+        now = time.time()
+        # Each key's sessions by last use: past PER_KEY, that key's least recently used
+        # end (never another principal's), so one key cannot grow Redis without bound.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self._prefix + digest, data, ex=self._lifetime)
+            pipe.zadd(held, {digest: now})
+            pipe.zremrangebyscore(held, "-inf", now - self._lifetime)
+            pipe.zrange(held, 0, -PER_KEY - 1)
+            pipe.expire(held, self._lifetime)
+            replies: Any = await _redis(pipe.execute())
+        surplus: list[bytes] = replies[3]
+        if surplus:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zrem(held, *surplus)
+                pipe.delete(*(self._prefix + old.decode() for old in surplus))
+                await _redis(pipe.execute())
         return token, Session(key_id, master, csrf, time.time() + self._lifetime, fingerprint)
 
     async def get(self, token: str) -> Session | None:
@@ -111,6 +166,8 @@ class RedisSessions:
         if raw is None:
             return None
         data = orjson.loads(raw)
+        held = self._held + _holder(data["key_id"], data["master"])
+        await _redis(self._client.zadd(held, {_digest(token): time.time()}, xx=True))
         return Session(
             data["key_id"],
             data["master"],
@@ -120,7 +177,8 @@ class RedisSessions:
         )
 
     async def delete(self, token: str) -> None:
-        await _redis(self._client.delete(self._key(token)))
+        digest = _digest(token)
+        await _redis(self._client.delete(self._prefix + digest))
 
 
 async def _redis(call: Awaitable[_T]) -> _T:

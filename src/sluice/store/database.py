@@ -58,6 +58,12 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
 
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _directory(*_: Any) -> None:
+            # Made when first used, not when the engine is built: building does no I/O
+            # (an embedding program that never stores anything leaves no directory).
+            _make_directory(engine)
+
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:
             cursor = dbapi_connection.cursor()
@@ -100,6 +106,7 @@ async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
         yield  # not SQLite, or no file another process could share
         return
     path = Path(database)
+    _make_directory(engine)
     descriptor = os.open(path.with_name(path.name + ".migrate-lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         # Polled rather than a blocking flock in a thread: a cancelled start-up must not
@@ -117,7 +124,13 @@ async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
 
 def database_url(database_url: str | None, data_dir: Path | None) -> str:
     """The async URL of the configured database: PostgreSQL (or SQLite) by URL, else the
-    SQLite file in the data directory."""
+    SQLite file in the data directory (made on first connection)."""
     if database_url:
         return async_url(database_url)
-    return sqlite_url(data_dir or default_data_dir())
+    return f"sqlite+aiosqlite:///{(data_dir or default_data_dir()) / 'sluice.db'}"
+
+
+def _make_directory(engine: AsyncEngine) -> None:
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,6 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from sluice.errors import Unavailable
@@ -51,6 +49,7 @@ from sluice.events import (
     ToolCallDelta,
 )
 from sluice.owners import ADMIN, ANONYMOUS
+from sluice.store.redis_client import connect
 from sluice.wire.events_json import event_from_dict, event_to_dict
 
 logger = logging.getLogger("sluice.store")
@@ -163,9 +162,12 @@ def failing_closed() -> Iterator[None]:
 
 
 class RedisEventLogs:
+    """``client``: the process's Redis client (see ``store.redis_client``), which its
+    owner closes; or a URL, for a client of its own that ``aclose`` closes."""
+
     def __init__(
         self,
-        url: str,
+        client: redis.Redis | str,
         *,
         retention_seconds: float,
         running_ttl: float = 7200,
@@ -177,14 +179,9 @@ class RedisEventLogs:
         renew_every: float = RENEW_EVERY,
         quiet_seconds: float = QUIET_SECONDS,
     ) -> None:
-        # Fail fast when Redis is gone (one quick retry, not redis-py's seconds of
-        # backoff), and never hang on a Redis that stopped answering.
-        self._client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-        )
+        self._owns_client = isinstance(client, str)
+        self._client: redis.Redis = connect(client) if isinstance(client, str) else client
+        self._closed = False
         self._retention = max(1, int(retention_seconds))
         self._running_ttl = int(running_ttl)
         self.prefix = prefix
@@ -516,6 +513,9 @@ class RedisEventLogs:
         await self._client.ping()
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for task in (self._flusher, self._listener, self._lease):
             if task is not None:
                 task.cancel()
@@ -527,7 +527,8 @@ class RedisEventLogs:
             # Gone at once, not in ten seconds: resumers of anything left end now.
             with contextlib.suppress(*REDIS_ERRORS):
                 await self._client.delete(self._lease_key)
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
 
 class _Choices:

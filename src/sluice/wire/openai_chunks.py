@@ -2,8 +2,9 @@
 
 ``decode_chunk`` turns one upstream chunk into events; ``ChunkEncoder`` writes events as
 the SSE records OpenAI sends (``data: <json>`` only, ``data: [DONE]`` at the end, never
-``id:``/``event:`` lines, which break the official SDKs); ``Completion`` assembles events
-into a non-streamed ``chat.completion`` object. All pure, all cheap: these run once per
+``id:``/``event:`` lines, which break the official SDKs); ``ChunkObjects`` gives the same
+chunks as objects, for readers in this process; ``Completion`` assembles events into a
+non-streamed ``chat.completion`` object. All pure, all cheap: these run once per
 chunk.
 """
 
@@ -25,7 +26,7 @@ from sluice.events import (
     ToolCallDelta,
     Usage,
 )
-from sluice.wire.errors import stream_error_body
+from sluice.wire.errors import error_object, stream_error_body
 
 DONE = b"data: [DONE]\n\n"
 _TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -232,26 +233,97 @@ class ChunkEncoder:
         return b""
 
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
-        key = (event.index, event.call_index)
-        function: dict[str, Any] = {"arguments": event.arguments}
-        call: dict[str, Any] = {"index": event.call_index}
-        # id, type and name belong to a call's first delta only (the SDKs concatenate
-        # whatever they receive).
-        if key not in self._tool_started:
-            self._tool_started.add(key)
-            if event.id is not None:
-                call["id"] = event.id
-            call["type"] = event.type or "function"
-            if event.name is not None:
-                function["name"] = event.name
-        call["function"] = function
-        return call
+        return _tool_call(event, self._tool_started)
 
     def _choice(
         self, index: int, delta: dict[str, Any], reason: str | None, logprobs: Any = None
     ) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
-        return self._head + b"[" + orjson.dumps(choice) + b"]}\n\n"
+        return self._head + b"[" + orjson.dumps(_choice(index, delta, reason, logprobs)) + b"]}\n\n"
+
+
+class ChunkObjects:
+    """Events -> the ``chat.completion.chunk`` objects that ``ChunkEncoder`` writes, as
+    dicts: for readers in the same process (the in-process ``sluice ask``), which would
+    otherwise write JSON only to parse it back. ``chunk`` returns None where the encoder
+    writes nothing (a failover marker; usage nobody asked for)."""
+
+    __slots__ = ("_failovers", "_head", "_include_usage", "_tool_started")
+
+    def __init__(
+        self, completion_id: str, created: int, model: str, *, include_usage: bool
+    ) -> None:
+        self._head = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self._include_usage = include_usage
+        self._tool_started: set[tuple[int, int]] = set()
+        self._failovers: list[dict[str, str]] = []
+
+    def chunk(self, event: Event) -> dict[str, Any] | None:
+        kind = type(event)
+        if kind is TextDelta:
+            assert isinstance(event, TextDelta)
+            return self._with(_choice(event.index, {"content": event.text}, None, event.logprobs))
+        if kind is RoleStart:
+            assert isinstance(event, RoleStart)
+            return self._with(_choice(event.index, {"role": event.role, "content": ""}, None))
+        if kind is ToolCallDelta:
+            assert isinstance(event, ToolCallDelta)
+            call = _tool_call(event, self._tool_started)
+            return self._with(_choice(event.index, {"tool_calls": [call]}, None))
+        if kind is Finish:
+            assert isinstance(event, Finish)
+            chunk = self._with(_choice(event.index, {}, event.reason))
+            if self._failovers:
+                chunk["sluice"] = {"failover": list(self._failovers)}
+            return chunk
+        if kind is Failover:
+            assert isinstance(event, Failover)
+            self._failovers.append(
+                {"from": event.from_model, "to": event.to_model, "reason": event.reason}
+            )
+            return None
+        if kind is ReasoningDelta:
+            assert isinstance(event, ReasoningDelta)
+            return self._with(_choice(event.index, {"reasoning_content": event.text}, None))
+        if kind is Usage:
+            assert isinstance(event, Usage)
+            if not self._include_usage:
+                return None
+            return {**self._head, "choices": [], "usage": usage_object(event)}
+        if kind is StreamError:
+            assert isinstance(event, StreamError)
+            return error_object(event.message, event.type, None, event.code)
+        return None
+
+    def _with(self, choice: dict[str, Any]) -> dict[str, Any]:
+        return {**self._head, "choices": [choice]}
+
+
+def _choice(
+    index: int, delta: dict[str, Any], reason: str | None, logprobs: Any = None
+) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
+
+
+def _tool_call(event: ToolCallDelta, started: set[tuple[int, int]]) -> dict[str, Any]:
+    key = (event.index, event.call_index)
+    function: dict[str, Any] = {"arguments": event.arguments}
+    call: dict[str, Any] = {"index": event.call_index}
+    # id, type and name belong to a call's first delta only (the SDKs concatenate
+    # whatever they receive).
+    if key not in started:
+        started.add(key)
+        if event.id is not None:
+            call["id"] = event.id
+        call["type"] = event.type or "function"
+        if event.name is not None:
+            function["name"] = event.name
+    call["function"] = function
+    return call
 
 
 class Completion:

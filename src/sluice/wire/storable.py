@@ -16,8 +16,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationInfo
 
-from sluice.settings import Settings
-
 #: Nesting of stored JSON (a conversation's options): containers, the outermost counted.
 MAX_DEPTH = 32
 #: Nesting of a request body passed on to an upstream (tool schemas nest deeper than
@@ -25,8 +23,9 @@ MAX_DEPTH = 32
 MAX_REQUEST_DEPTH = 64
 #: Integers beyond this lose precision in JavaScript and in many JSON parsers.
 MAX_JSON_INT = 2**53
-#: Stored JSON's size limit when the caller gives none (``Settings.max_json_bytes``).
-DEFAULT_MAX_JSON_BYTES: int = Settings.model_fields["max_json_bytes"].default
+#: Stored JSON's size limit when the caller gives none; ``Settings.max_json_bytes``
+#: defaults to it (settings sit above the codecs, never the other way round).
+DEFAULT_MAX_JSON_BYTES = 16384
 #: Longest key shown in an error's path (keys can be as long as the body).
 _KEY_SHOWN = 40
 

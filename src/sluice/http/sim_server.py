@@ -3,14 +3,14 @@
 For benchmarks, for fault tests of the gateway (it injects failures on request and
 reports what it saw at ``GET /sim/stats``: attempts, completions and client disconnects
 per ``sim.key``), and for testing any other OpenAI client. Plain ASGI, lean enough that
-a benchmark measures the gateway, not the simulator.
+a benchmark measures the gateway, not the simulator. It lives here, with HTTP: the
+simulated model itself (``providers/sim/``) knows no web server, like any provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import orjson
 
@@ -181,7 +181,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def options_from(table: dict[str, Any]) -> SimOptions:
-    return SimOptions.parse(table, where="options")

@@ -274,6 +274,7 @@ async def test_a_failing_settlement_still_frees_the_slot(keys: KeyStore) -> None
         ticket = await gate.admit(principal, "m", [{"role": "user", "content": "hi"}], 10)
         answer = FakeAnswer(usage=Usage(8, 5, 13))
         gate.meter(answer, principal, ticket)
+        answer.on_finish.append(gate.finisher(ticket))  # as Engine.start does
         for callback in answer.on_finish:
             callback(answer)
         await gate.settle()
@@ -297,6 +298,7 @@ async def test_a_long_answer_keeps_its_leases(
     ticket = await gate.admit(principal, "m", messages, None)
     answer = FakeAnswer()
     gate.meter(answer, principal, ticket)
+    answer.on_finish.append(gate.finisher(ticket))  # as Engine.start does
     await asyncio.sleep(4.0)  # several leases long: its owner renewed them
     assert await limits.slots.count(key.id) == 1
     other = Principal(key=await keys.get(key.id))
@@ -642,6 +644,11 @@ async def test_a_slot_taken_by_an_answer_that_never_started_comes_back(
             busy.close()
         deadline = time.monotonic() + 30
         while (answer := await stream(server, key["key"])).status != 200:
-            assert (answer.status, answer.code) == (429, "concurrency_limit_exceeded")
+            # The refused request's slot is given back at once (Quota.release); until
+            # the busy answer's cancellation completes, the gateway is still full.
+            assert (answer.status, answer.code) in (
+                (429, "concurrency_limit_exceeded"),
+                (503, "overloaded"),
+            )
             assert time.monotonic() < deadline, "the slot never came back"
             await asyncio.sleep(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import aiohttp
@@ -290,3 +291,19 @@ async def test_health_summary(gateway: ServerProcess) -> None:
     assert summary["store"] == "ok"
     assert summary["upstreams"]["relay"] == "ok"
     assert "active_streams" in summary and summary["uptime_seconds"] > 0
+
+
+async def test_bad_simulator_options_are_refused_before_anything_is_stored(
+    gateway: ServerProcess,
+) -> None:
+    marker = "refused-before-storing-" + uuid.uuid4().hex[:8]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            gateway.url + "/chat",
+            json={"message": marker, "model": "sim", "options": {"sim": {"length": 10**11}}},
+        ) as response:
+            assert response.status == 400
+            error = (await response.json())["error"]
+            assert "sim.length" in error["message"]
+        async with session.get(gateway.url + "/v1/conversations", params={"q": marker}) as r:
+            assert (await r.json())["data"] == []

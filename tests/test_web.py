@@ -349,10 +349,17 @@ def test_edit_and_resend_keeps_the_old_branch(
 
 
 def test_reload_mid_answer_resumes_and_completes(page: Page, gateway: ServerProcess) -> None:
-    chat = new_conversation(gateway.url, model="sim", options=slow(80, 150))
+    chat = new_conversation(gateway.url, model="sim", options=slow(40, 300))
     open_chat(page, chat["id"])
     send(page, "Describe the water cycle")
     wait_text(page, 120)
+
+    # The saver writes once a second: reload once a part worth showing is stored.
+    def saved_text() -> str:
+        text: str = conversation(gateway.url, chat["id"])["messages"][-1]["content"]
+        return text
+
+    assert eventually(lambda: len(saved_text()) >= 100)
     page.reload()
     page.wait_for_function(f"() => window.sluice?.conversation?.id === {chat['id']!r}")
     # The stored part shows at once; the stream is followed again from the server.

@@ -6,6 +6,7 @@ message tree instead of overwriting anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -159,6 +160,11 @@ class ChatService:
         )
         return ticket, ticket.allowance
 
+    def _finishers(self, ticket: Ticket | None) -> list[Callable[[Generation], None]]:
+        if self._quota is None or ticket is None:
+            return []
+        return [self._quota.finisher(ticket)]
+
     def _release(self, ticket: Ticket | None) -> None:
         if self._quota is not None and ticket is not None:
             self._quota.release(ticket)
@@ -222,6 +228,7 @@ class ChatService:
                 # someone's conversation; its owner still reads the answer).
                 owner=conversation.owner,
                 allowed=principal.key.allows if principal.key else None,
+                on_finish=self._finishers(ticket),
             )
         except BaseException:
             self._release(ticket)
@@ -301,6 +308,7 @@ class ChatService:
                 allowance=allowance,
                 owner=principal.owner,
                 allowed=principal.key.allows if principal.key else None,
+                on_finish=self._finishers(ticket),
             )
         except BaseException:
             self._release(ticket)

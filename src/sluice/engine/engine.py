@@ -24,7 +24,7 @@ from sluice.engine.stream import LocalStream, SharedStream, Stream, StreamInfo, 
 from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError, Unavailable
 from sluice.events import Event
 from sluice.owners import ANONYMOUS, may_reach
-from sluice.providers.base import Provider, ProviderContext, ProviderFactory
+from sluice.providers.base import VALIDATE, Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
 from sluice.settings import DisconnectPolicy, ModelConfig, Settings
 from sluice.store.shared_log import RedisEventLogs, StreamMeta
@@ -111,7 +111,10 @@ class Engine:
         it; ``format`` and the ids are how its edge speaks it (also on replay);
         ``allowed`` (a key's model allow-list) limits the fallbacks it may take;
         ``on_finish`` hooks run once when it ends (metering, settling limits)."""
-        self.provider(request.model)  # ModelNotFound before anything starts
+        provider = self.provider(request.model)  # ModelNotFound before anything starts
+        validate = getattr(provider, VALIDATE, None)
+        if validate is not None:
+            validate(request)
         if self.active >= self.settings.max_running_generations:
             raise Unavailable(
                 "The gateway is at capacity (too many answers running); retry shortly.",

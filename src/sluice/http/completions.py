@@ -71,6 +71,7 @@ class ChatCompletions:
                     allowance=ticket.allowance,
                     owner=principal.owner,
                     allowed=principal.key.allows if principal.key else None,
+                    on_finish=[self._quota.finisher(ticket)],
                 )
             except BaseException:
                 self._quota.release(ticket)

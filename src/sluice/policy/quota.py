@@ -62,7 +62,6 @@ class Metered(Protocol):
     model: str
     served_by: str | None
     usage: Usage | None
-    on_finish: list[Callable[[Any], None]]
 
     @property
     def done(self) -> bool: ...
@@ -187,11 +186,16 @@ class Quota:
             )
         return reservation
 
+    def finisher(self, ticket: Ticket) -> Callable[[Any], None]:
+        """The hook ``Engine.start`` runs once when the answer ends: record its real
+        usage and settle its ticket."""
+        return lambda _: self._close(ticket)
+
     def meter(self, generation: Metered, principal: Principal, ticket: Ticket) -> None:
-        """Record the answer's real usage and settle its ticket when it ends."""
+        """Bind the ticket to its running answer: its leases are renewed while it runs,
+        and its usage is recorded for ``principal``."""
         ticket.principal = principal
         ticket.generation = generation
-        generation.on_finish.append(lambda _: self._close(ticket))
 
     def release(self, ticket: Ticket) -> None:
         """An admitted answer whose start failed (the gateway at capacity, the store

@@ -32,6 +32,11 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: Optional on a provider: ``validate(request)`` raises a RequestError for what the
+#: provider will certainly refuse, so the gateway answers 400 before anything starts.
+VALIDATE = "validate"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
     """What the gateway shares with every provider it builds."""

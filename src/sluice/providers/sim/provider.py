@@ -26,6 +26,11 @@ class SimProvider:
         self.stats = stats or SimStats()
         self.limits = limits or SimLimits()
 
+    def validate(self, request: ChatRequest) -> None:
+        """A bad ``sim`` object is the client's mistake: refused before the answer
+        starts (nothing stored, no quota spent), not failed in-band."""
+        self.options.merged(request.body.get("sim"), limits=self.limits)
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         limits = self.limits
         options = self.options.merged(request.body.get("sim"), limits=limits)

@@ -232,14 +232,17 @@ class Settings(BaseSettings):
     def _strong_master_key(cls, value: SecretStr | None) -> SecretStr | None:
         # An empty variable must not read as "no authentication", nor a short one as a
         # secret.
-        if value is not None and value.get_secret_value() != value.get_secret_value().strip():
+        if value is None:
+            return value
+        secret = value.get_secret_value()
+        if secret != secret.strip():
             # A Bearer token is trimmed, a sign-in body is not: padding would make the
             # two disagree (and a key of spaces is no secret).
             raise ValueError("the master key must not start or end with white space")
-        if value is not None and len(value.get_secret_value()) < MIN_MASTER_KEY:
+        if len(secret) < MIN_MASTER_KEY:
             raise ValueError(
                 f"the master key must be at least {MIN_MASTER_KEY} characters (it is "
-                f"{len(value.get_secret_value())}); unset it to run without one"
+                f"{len(secret)}); unset it to run without one"
             )
         return value
 

@@ -59,6 +59,8 @@ class Engine:
         }
         self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}
+        #: Generations not yet done: counted, since the capacity check runs per start.
+        self._active = 0
         #: The event logs other instances can resume from (Redis), when configured;
         #: built and closed by whoever built the engine (``sluice.runtime``).
         self.shared = shared
@@ -148,6 +150,7 @@ class Engine:
             on_finish=on_finish,
         )
         self._generations[generation.id] = generation
+        self._active += 1
         if self.shared is not None:
             shared = self.shared
             shared.begin(
@@ -188,9 +191,10 @@ class Engine:
 
     @property
     def active(self) -> int:
-        return sum(1 for g in self._generations.values() if not g.done)
+        return self._active
 
     def _finished(self, generation: Generation) -> None:
+        self._active -= 1
         ttft = (
             generation.first_token_at - generation.started_at
             if generation.first_token_at is not None

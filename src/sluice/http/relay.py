@@ -207,7 +207,7 @@ class _Pump(Generic[Out]):
         await self._catch_up()
         if stream.attach(self.deliver):
             try:
-                await _wait_end(stream)
+                await stream.wait_end()
             finally:
                 stream.detach()
         else:
@@ -218,15 +218,6 @@ class _Pump(Generic[Out]):
         # failure's error record), and a delivery cut short.
         await self.flush()
         await self._catch_up()
-
-
-async def _wait_end(stream: Stream) -> None:
-    wait_end = getattr(stream, "wait_end", None)
-    if wait_end is not None:
-        await wait_end()
-        return
-    while not stream.closed:  # pragma: no cover - only local streams attach
-        await stream.wait(len(stream.events))
 
 
 async def _watch(writer: _Writer[Any], keepalive: float | None, send_timeout: float | None) -> None:

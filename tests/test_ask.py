@@ -67,8 +67,10 @@ def test_json_no_stream_and_chunks(tmp_path: Path, gateway_config: Path) -> None
 def test_on_a_terminal_markdown_is_rendered_unless_raw(tmp_path: Path) -> None:
     env = terminal_env(tmp_path / "data")
     question = "Show me some python code"
-    rendered = Terminal(["ask", question, "-o", FAST], env, tmp_path)
-    raw = Terminal(["ask", question, "-o", FAST, "--raw"], env, tmp_path)
+    # Temperature 0: the same answer both times, the one with a heading and python code.
+    greedy = ["-o", FAST, "-o", "temperature=0"]
+    rendered = Terminal(["ask", question, *greedy], env, tmp_path)
+    raw = Terminal(["ask", question, *greedy, "--raw"], env, tmp_path)
     try:
         assert rendered.exit_code() == 0 and raw.exit_code() == 0
     finally:

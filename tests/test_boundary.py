@@ -46,7 +46,10 @@ class Response:
     def error(self) -> dict[str, Any]:
         assert self.headers.get("content-type") == "application/json", self
         body: dict[str, Any] = json.loads(self.body)["error"]
-        assert set(body) == {"message", "type", "param", "code"}
+        # The request's id, in the body exactly when in the header: every answer of the
+        # app, none of the connection's own (a request head never received).
+        assert set(body) - {"request_id"} == {"message", "type", "param", "code"}
+        assert body.get("request_id") == self.headers.get("x-request-id")
         return body
 
 

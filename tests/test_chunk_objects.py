@@ -15,13 +15,14 @@ from sluice.events import (
     Failover,
     Finish,
     ReasoningDelta,
+    ResponseMeta,
     RoleStart,
     StreamError,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
-from sluice.wire.openai_chunks import ChunkEncoder, ChunkObjects
+from sluice.wire.openai_chunks import ChunkEncoder, ChunkObjects, decode_chunk
 
 indexes = st.integers(0, 2)
 text = st.text(max_size=12)
@@ -29,7 +30,12 @@ names = st.none() | st.sampled_from(["get_weather", "search"])
 
 events: st.SearchStrategy[Event] = st.one_of(
     st.builds(TextDelta, text, indexes, st.none() | st.just({"content": []})),
-    st.builds(RoleStart, indexes, st.just("assistant")),
+    st.builds(RoleStart, indexes, st.just("assistant"), st.booleans()),
+    st.builds(
+        ResponseMeta,
+        st.none() | st.sampled_from(["fp_1", "fp_2"]),
+        st.none() | st.sampled_from(["default", "flex"]),
+    ),
     st.builds(ReasoningDelta, text, indexes),
     st.builds(
         ToolCallDelta,
@@ -87,3 +93,61 @@ def test_a_tool_call_names_itself_once_and_a_failover_marks_the_end() -> None:
     end = objects.chunk(Finish("stop"))
     assert end is not None
     assert end["sluice"] == {"failover": [{"from": "a", "to": "b", "reason": "dropped"}]}
+
+
+def test_a_tool_call_opens_with_null_content_and_response_fields_ride_on_every_chunk() -> None:
+    encoder = ChunkEncoder("chatcmpl-x", 1, "m", include_usage=True)
+    assert encoder.encode_one(ResponseMeta("fp_abc", "flex")) == b"", "no record of its own"
+    records = [
+        _decoded(encoder.encode_one(event))
+        for event in (
+            RoleStart(0, tool_call=True),
+            ToolCallDelta(0, "{}", id="call_1", name="f"),
+            Finish("tool_calls"),
+            Usage(1, 2, 3),
+        )
+    ]
+    assert records[0] is not None
+    assert records[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    for record in records:
+        assert record is not None
+        assert record["system_fingerprint"] == "fp_abc" and record["service_tier"] == "flex"
+    text = _decoded(ChunkEncoder("c", 1, "m", include_usage=False).encode_one(RoleStart()))
+    assert text is not None and text["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert "system_fingerprint" not in text, "absent unless the upstream sent it"
+
+
+def test_decoding_reads_what_openai_sends_first() -> None:
+    out: list[Event] = []
+    chunk = {
+        "id": "chatcmpl-1",
+        "system_fingerprint": "fp_e2bde53e6e",
+        "service_tier": "default",
+        "choices": [
+            {
+                "index": 0,
+                "delta": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_Z",
+                            "type": "function",
+                            "function": {"name": "wobbler", "arguments": ""},
+                        }
+                    ],
+                    "refusal": None,
+                },
+                "finish_reason": None,
+            }
+        ],
+    }
+    decode_chunk(chunk, out)
+    assert out[:2] == [ResponseMeta("fp_e2bde53e6e", "default"), RoleStart(0, tool_call=True)]
+    out = []
+    decode_chunk({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}, out)
+    assert out == [RoleStart(0)], "text opens with an empty string; no fields, no meta"
+    out = []
+    decode_chunk({"system_fingerprint": 7, "choices": [{"delta": {"role": "assistant"}}]}, out)
+    assert out == [RoleStart(0)], "only strings are passed on"

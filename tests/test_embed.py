@@ -6,7 +6,7 @@ import pytest
 
 from sluice import Settings, Sluice, SluiceError, SyncSluice, TextDelta, errors
 from sluice.errors import UpstreamRateLimited, UpstreamRejected, UpstreamTimeout
-from sluice.events import Finish, RoleStart, StreamError, Usage
+from sluice.events import Finish, ResponseMeta, RoleStart, StreamError, Usage
 from sluice.settings import ModelConfig
 from sluice.wire.errors import error_from_stream, stream_error_from
 from sluice.wire.events_json import event_from_dict, event_to_dict
@@ -25,7 +25,8 @@ def settings() -> Settings:
 async def test_async_stream_yields_events_in_order() -> None:
     async with Sluice(settings()) as sluice:
         events = [e async for e in sluice.stream("Tell me about queues", seed=3)]
-    assert isinstance(events[0], RoleStart)
+    # The response's facts (system_fingerprint, service_tier) come before the choice.
+    assert [type(e) for e in events[:2]] == [ResponseMeta, RoleStart]
     assert isinstance(events[-2], Finish) and events[-2].reason == "stop"
     assert isinstance(events[-1], Usage)
     text = "".join(e.text for e in events if isinstance(e, TextDelta))

@@ -107,7 +107,10 @@ def test_tool_calls_stream_and_assemble(client: OpenAI, model: str) -> None:
     assert reason == "tool_calls"
     whole = client.chat.completions.create(model=model, messages=messages, tools=[WEATHER_TOOL])
     calls = whole.choices[0].message.tool_calls
-    assert calls is not None and calls[0].id == call_id
+    assert calls is not None and calls[0].function.name == name
+    assert json.loads(calls[0].function.arguments) == json.loads(arguments)
+    # Ids are fresh for every call, as OpenAI's are: never one seen before.
+    assert calls[0].id and call_id and calls[0].id != call_id
     assert whole.choices[0].finish_reason == "tool_calls"
 
 

@@ -171,7 +171,8 @@ async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
     assert response.status == 503, await response.text()
     assert int(response.headers["Retry-After"]) >= 1
     body: dict[str, Any] = await response.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert set(body["error"]) == {"message", "type", "param", "code", "request_id"}
+    assert body["error"]["request_id"] == response.headers["x-request-id"]
     return body
 
 

@@ -328,9 +328,13 @@ async def _exercise(server: ServerProcess) -> Exercised:
     return seen
 
 
-@pytest.mark.parametrize("log_content", [False, True], ids=["content-off", "content-on"])
+@pytest.mark.parametrize(
+    ("log_content", "log_format"),
+    [(False, "text"), (True, "text"), (False, "json")],
+    ids=["content-off", "content-on", "content-off-json"],
+)
 async def test_debug_log_holds_no_secrets(
-    tmp_path: Path, upstream: ServerProcess, log_content: bool
+    tmp_path: Path, upstream: ServerProcess, log_content: bool, log_format: str
 ) -> None:
     async with postgres_database() as url:
         # Trust authentication ignores the password, so it can be a secret to look for.
@@ -339,14 +343,21 @@ async def test_debug_log_holds_no_secrets(
             SLUICE_MASTER_KEY=MASTER,
             SLUICE_LOG_LEVEL="debug",
             SLUICE_LOG_CONTENT=str(log_content).lower(),
+            SLUICE_LOG_FORMAT=log_format,
             SLUICE_DATABASE_URL=database,
         )
         config = _gateway_config(tmp_path, upstream)
         with running(["serve", "--config", str(config)], tmp_path, name="debug", env=env) as server:
             seen = await _exercise(server)
             log = server.output()
-    assert "DEBUG:" in log and "< TEXT" in log, "the debug logs ran"
-    leaks = {name: value for name, value in seen.values.items() if value in log}
+    debug = '"level":"debug"' if log_format == "json" else "DEBUG:"
+    assert debug in log and "< TEXT" in log, "the debug logs ran"
+    # A JSON line escapes what it quotes: look for both spellings of every value.
+    leaks = {
+        name: value
+        for name, value in seen.values.items()
+        if value in log or json.dumps(value)[1:-1] in log
+    }
     assert not leaks, f"in the log: {sorted(leaks)}"
     assert DB_PASSWORD not in log
     if log_content:

@@ -25,11 +25,15 @@
         └── UpstreamTimeout                                               504
 
 Each class carries what an edge needs (``status``, ``type``, ``code``, ``param``,
-``retryable``, ``retry_after``); turning one into an HTTP body, an in-band SSE record, a
-WebSocket close code or a CLI line happens in one place per edge.
+``retryable``, ``retry_after``, and for upstream failures a ``hint``: what the operator
+can do about it); turning one into an HTTP body, an in-band SSE record, a WebSocket close
+code or a CLI line happens in one place per edge. The hints are all in one pure
+function, ``recommendation``, at the end of this module.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class SluiceError(Exception):
@@ -46,6 +50,7 @@ class SluiceError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -55,6 +60,17 @@ class SluiceError(Exception):
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        self._hint = hint
+
+    @property
+    def hint(self) -> str | None:
+        """What the operator can do about it (upstream failures; None for the rest):
+        one given, else ``recommendation(self)``."""
+        return self._hint if self._hint is not None else recommendation(self)
+
+    @hint.setter
+    def hint(self, value: str | None) -> None:
+        self._hint = value
 
 
 class ConfigError(SluiceError):
@@ -147,11 +163,30 @@ class Unavailable(SluiceError):
         super().__init__(message, retry_after=retry_after, **kwargs)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """How one model's upstream is configured, for hints that name what to check
+    (``providers.upstream_errors.upstream_of`` builds it from a model's config). Only
+    names and an address: never a key."""
+
+    model: str
+    base_url: str | None = None
+    #: The environment variable ``api_key_env`` names; None with an inline ``api_key``.
+    key_variable: str | None = None
+    has_key: bool = False
+    upstream_model: str | None = None
+    first_token: float | None = None
+
+
 class UpstreamError(SluiceError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
     retryable = True
+    #: The upstream's own HTTP status, when it answered with an error.
+    upstream_status: int | None = None
+    #: Whose upstream failed, when known: hints then name its settings.
+    upstream: Upstream | None = None
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -183,6 +218,67 @@ class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
 
 
+def recommendation(error: SluiceError, upstream: Upstream | None = None) -> str | None:
+    """What to do about an upstream failure, as one short instruction for an operator:
+    the ``hint`` of error bodies, ``/health`` and the terminal. It names the model's
+    settings when its ``Upstream`` is known (``upstream``, else the one the error
+    carries). Pure; None for errors that are not the upstream's."""
+    if not isinstance(error, UpstreamError):
+        return None
+    up = upstream or error.upstream
+    model = f"model {up.model!r}" if up else "the model"
+    base_url = f"base_url of {model}" + (f" ({up.base_url})" if up and up.base_url else "")
+    code = error.code
+    if isinstance(error, UpstreamTimeout):
+        if code == "first_token_timeout":
+            now = f" (now {up.first_token:g} s)" if up and up.first_token is not None else ""
+            return f"raise timeouts.first_token of {model}{now}, or check the upstream's load"
+        if code == "idle_timeout":
+            return f"raise timeouts.idle of {model}, or check the upstream's load"
+        if code == "total_timeout":
+            return f"raise timeouts.total of {model}, or ask for shorter answers"
+        if code == "connect_timeout":
+            return f"check {base_url} and the network path to it"
+        return f"check the upstream's load, or add fallbacks to {model}"
+    if isinstance(error, UpstreamRateLimited):
+        return (
+            "lower the concurrency sent to this upstream (the keys' rate limits), or add "
+            f"fallbacks to {model}"
+        )
+    if code == "upstream_auth":
+        if up and up.key_variable:
+            where = f"the environment variable {up.key_variable} (api_key_env of {model})"
+        elif up and up.has_key:
+            where = f"api_key of {model}"
+        elif up:
+            where = f"{model}'s key: it has none; set api_key_env"
+        else:
+            where = f"the key of {model} (api_key, or the variable api_key_env names)"
+        return f"check {where}: the upstream refused it"
+    if isinstance(error, UpstreamRejected):
+        name = f" ({up.upstream_model})" if up and up.upstream_model else ""
+        return (
+            f"check the model name the upstream is sent{name}, upstream_model of {model}, "
+            "and the request's parameters: the upstream refused them"
+        )
+    if isinstance(error, UpstreamProtocolError):
+        return f"check that {base_url} is an OpenAI-compatible API"
+    if code == "upstream_conflict":
+        return f"retry: a conflict usually passes (retry.attempts of {model})"
+    status = error.upstream_status
+    if status is not None and status >= 500:
+        return (
+            f"the upstream's own trouble ({status}): add retries (retry.attempts) or "
+            f"fallbacks to {model}"
+        )
+    if isinstance(error, UpstreamUnavailable):
+        return f"check {base_url} and that the upstream server is up"
+    return (
+        "check the upstream's logs; a fallback covers failures before the first token, "
+        "failover = true those after it"
+    )
+
+
 __all__ = [
     "AuthenticationError",
     "BodyTooLarge",
@@ -198,10 +294,12 @@ __all__ = [
     "SluiceError",
     "Unavailable",
     "UnsupportedMediaType",
+    "Upstream",
     "UpstreamError",
     "UpstreamProtocolError",
     "UpstreamRateLimited",
     "UpstreamRejected",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "recommendation",
 ]

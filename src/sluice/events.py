@@ -20,6 +20,10 @@ class RoleStart:
 
     index: int = 0
     role: str = "assistant"
+    #: The choice opens with a tool call, not text: OpenAI's first delta then carries
+    #: ``"content": null`` (``""`` before text), and the SDKs' helpers end with
+    #: ``content`` None only if it did.
+    tool_call: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,18 @@ class StreamError:
     #: The name of the ``sluice.errors`` class it stands for, so that an in-process
     #: caller gets that exception back (``wire.errors.error_from_stream``).
     exception: str | None = None
+    #: What the operator can do about it (``sluice.errors.recommendation``).
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """Facts about the whole response that the upstream reported (OpenAI's
+    ``system_fingerprint`` and ``service_tier``), passed on in every chunk after it;
+    None where the upstream said nothing. Comes before the choices start."""
+
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +113,15 @@ class Failover:
 
 
 Event = (
-    RoleStart | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | StreamError | Failover
+    RoleStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallDelta
+    | Usage
+    | Finish
+    | StreamError
+    | Failover
+    | ResponseMeta
 )
 
 __all__ = [
@@ -105,6 +129,7 @@ __all__ = [
     "Failover",
     "Finish",
     "ReasoningDelta",
+    "ResponseMeta",
     "RoleStart",
     "StreamError",
     "TextDelta",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -245,10 +246,19 @@ class RedactingFilter(logging.Filter):
 
 def logging_config(settings: Settings) -> dict[str, Any]:
     """uvicorn's ``log_config``: its own loggers as usual, everyone else's through one
-    named handler, every handler behind the redacting filter. Built once in the parent
-    and handed to each worker, which installs it (and so learns the secrets) itself."""
+    named handler, every handler behind the redacting filter and the request id filter
+    (a line written while handling a request ends `` request_id=…``). Built once in the
+    parent and handed to each worker, which installs it (and so learns the secrets)
+    itself."""
     level = settings.log_level.upper()
-    stream: dict[str, Any] = {"class": "logging.StreamHandler", "filters": ["redact"]}
+    as_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    json_formatter = {"()": "sluice.telemetry.logs.JsonFormatter"}
+    stream: dict[str, Any] = {
+        "class": "logging.StreamHandler",
+        "filters": ["redact", "request_id"],
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -257,21 +267,31 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 "()": "sluice.redact.RedactingFilter",
                 "secrets": secrets_of(settings),
                 "log_content": settings.log_content,
-            }
+            },
+            "request_id": {"()": "sluice.request_ids.RequestIdFilter"},
         },
         "formatters": {
+            "default": json_formatter,
+            "access": json_formatter,
+            "named": json_formatter,
+        }
+        if as_json
+        else {
             "default": {
                 "()": "uvicorn.logging.DefaultFormatter",
-                "fmt": "%(levelprefix)s %(message)s",
+                "fmt": "%(levelprefix)s %(message)s%(request_tag)s",
                 "use_colors": None,
             },
             "access": {
                 "()": "uvicorn.logging.AccessFormatter",
-                "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+                "fmt": (
+                    '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'
+                    "%(request_tag)s"
+                ),
             },
             "named": {
                 "()": "uvicorn.logging.DefaultFormatter",
-                "fmt": "%(levelprefix)s %(name)s: %(message)s",
+                "fmt": "%(levelprefix)s %(name)s: %(message)s%(request_tag)s",
                 "use_colors": None,
             },
         },

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -84,6 +92,35 @@ class Price(BaseModel):
         return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
 
 
+class AlertRules(BaseModel):
+    """``[alerts]``: thresholds over a sliding window (see sluice.telemetry.alerts);
+    a threshold left unset is off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_seconds: float = Field(default=60.0, gt=0)
+    evaluate_seconds: float = Field(default=5.0, gt=0)
+    p95_response_seconds: float | None = Field(default=None, gt=0)
+    p95_ttft_seconds: float | None = Field(default=10.0, gt=0)
+    #: Failed answers / answers in the window, 0..1.
+    error_rate: float | None = Field(default=0.25, ge=0, le=1)
+    #: Answers the window needs before its error rate counts.
+    min_requests: int = Field(default=10, ge=1)
+    memory_percent: float | None = Field(default=90.0, gt=0, le=100)
+    #: 100 = one core.
+    cpu_percent: float | None = Field(default=None, gt=0)
+    loop_lag_seconds: float | None = Field(default=0.5, gt=0)
+    #: Where state changes are POSTed as JSON.
+    webhook_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class ModelConfig(BaseModel):
     """One model clients can ask for, and how to reach it."""
 
@@ -108,6 +145,11 @@ class ModelConfig(BaseModel):
     context_tokens: int = Field(default=8192, ge=256)
     #: Price per million tokens, for cost budgets: {input = 2.5, output = 10.0}.
     price: Price | None = None
+    #: Answers of this model are cached even when not deterministic (true), never
+    #: (false), or when the request is deterministic or asks (unset).
+    cache: bool | None = None
+    #: Seconds its cached answers live (default: the gateway's ``cache_ttl_seconds``).
+    cache_ttl_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -226,6 +268,39 @@ class Settings(BaseSettings):
     default_key_concurrency: int = Field(default=32, ge=1)
     #: Generations running at once in this process; past it new ones get 503.
     max_running_generations: int = Field(default=2000, ge=1)
+
+    # -- the response cache and request coalescing -----------------------------------
+    #: Where cached answers live: off, memory (this process), database, redis (shared).
+    cache: Literal["off", "memory", "database", "redis"] = "off"
+    #: Whose requests share cached answers: each key its own ("key"), or everyone.
+    cache_scope: Literal["key", "global"] = "key"
+    #: Seconds a cached answer lives, unless its model or the request says otherwise.
+    cache_ttl_seconds: float = Field(default=3600.0, gt=0)
+    #: The longest a request's ``Cache-Control: max-age`` may keep an answer.
+    cache_max_ttl_seconds: float = Field(default=86400.0, gt=0)
+    #: The memory cache's bound, in bytes of stored answers.
+    cache_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Identical eligible requests in flight share one upstream generation.
+    coalesce: bool = True
+
+    # -- observability -------------------------------------------------------------
+    #: Metrics, the per-request log line and the request log. Off only to measure what
+    #: they cost (``sluice bench --features off``).
+    telemetry: bool = True
+    #: A bearer token that may read ``GET /metrics`` (and nothing else); the master key
+    #: may too.
+    metrics_token: SecretStr | None = None
+    #: Days the request log (one row per request, no chat text) keeps; 0 keeps none.
+    request_log_days: float = Field(default=7.0, ge=0)
+    alerts: AlertRules = Field(default_factory=AlertRules)
+    #: Log lines as JSON objects, as plain text, or JSON unless stderr is a terminal.
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    @model_validator(mode="after")
+    def _cache_backend_reachable(self) -> Settings:
+        if self.cache == "redis" and self.redis_url is None:
+            raise ValueError('cache = "redis" needs redis_url (SLUICE_REDIS_URL)')
+        return self
 
     @field_validator("master_key")
     @classmethod

@@ -21,6 +21,7 @@ import psutil
 from sluice.bench.load import LoadResult, drive, summary
 
 GATEWAY_CONFIG = """
+telemetry = {telemetry}
 [[models]]
 name = "bench"
 provider = "openai"
@@ -42,6 +43,12 @@ class BenchOptions:
     floor_port: int = 18090
     jitter: float = 0.2
     floor: bool = True
+    #: What a production gateway runs besides the relay (today: metrics, the request
+    #: log and its log line); off measures the relay alone.
+    features: bool = True
+
+    def gateway_config(self, upstream: str) -> str:
+        return GATEWAY_CONFIG.format(upstream=upstream, telemetry=str(self.features).lower())
 
 
 @dataclass
@@ -63,8 +70,8 @@ class BenchReport:
         lines = [
             f"sluice bench: {o.streams} concurrent streams, {o.streams * o.rounds} in all, "
             f"{o.chunks} tokens each; upstream `sluice sim` at ttft {o.ttft_ms:g} ms, "
-            f"{o.tokens_per_second:g} tokens/s per stream (jitter {o.jitter:g}), "
-            "starts spread over one stream's duration",
+            f"{o.tokens_per_second:g} tokens/s per stream (jitter {o.jitter:g}); "
+            f"features {'on' if o.features else 'off'}; each round starts its streams at once",
             "",
             f"{'':26}{'direct':>12}{'via gateway':>14}{'added':>10}",
         ]
@@ -127,7 +134,7 @@ def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> 
 
 @contextmanager
 def _process(
-    args: list[str], health: str, module: str = "sluice"
+    args: list[str], health: str, module: str = "sluice", env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         [sys.executable, "-m", module, *args],
@@ -137,6 +144,7 @@ def _process(
             **{k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")},
             # The benchmark's gateway keeps its store out of the user's data directory.
             "SLUICE_DATA_DIR": os.path.join(tempfile.gettempdir(), "sluice-bench"),
+            **(env or {}),
         },
     )
     try:
@@ -159,7 +167,7 @@ def run(options: BenchOptions) -> BenchReport:
     sim_args += ["--length", str(o.chunks + 50)]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        config.write_text(GATEWAY_CONFIG.format(upstream=upstream))
+        config.write_text(o.gateway_config(upstream))
         serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
         with (
             _process(sim_args, upstream + "/health"),
@@ -197,7 +205,7 @@ def run_hold(options: BenchOptions, streams: int) -> str:
     sim_args += ["--length", "600"]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        config.write_text(GATEWAY_CONFIG.format(upstream=upstream))
+        config.write_text(o.gateway_config(upstream))
         serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
         with (
             _process(sim_args, upstream + "/health"),

@@ -107,6 +107,7 @@ class Saver:
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             usage_estimated=bool(usage and usage.details.get("estimated")),
+            cached=bool(usage and usage.details.get("cached")),
             ttft_ms=(first - started) * 1000 if first else None,
             duration_ms=(finished - started) * 1000,
             model=generation.served_by or generation.model,

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sluice.cache.key import CacheControl
+from sluice.cache.responses import Decision, ResponseCache
 from sluice.chat.saver import Saver
 from sluice.chat.titles import title_from
 from sluice.chat.window import window
@@ -124,6 +126,12 @@ class Turn:
     conversation_id: str | None
     message_id: str | None
     model: str
+    #: Where the answer comes from (the response cache's decision), when a cache is on.
+    decision: Decision | None = None
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return self.decision.headers if self.decision is not None else []
 
 
 class ChatService:
@@ -133,11 +141,14 @@ class ChatService:
         store: ConversationStore,
         *,
         quota: Quota | None = None,
+        cache: ResponseCache | None = None,
         save_interval: float = 1.0,
     ) -> None:
         self.engine = engine
         self.store = store
         self._quota = quota
+        #: Without one (embedding, some tests) every turn asks the model.
+        self._cache = cache
         self._save_interval = save_interval
         self._savers: set[Saver] = set()
 
@@ -150,32 +161,73 @@ class ChatService:
         self.engine.provider(model)  # 404 for an unknown model, before anything is stored
         return model
 
+    async def _decide(
+        self, request: ChatRequest, principal: Principal, control: CacheControl, paced: bool
+    ) -> Decision | None:
+        if self._cache is None:
+            return None
+        plan = self._cache.plan(request, principal.owner, control)
+        allowed = principal.key.allows if principal.key else None
+        return await self._cache.decide(request, plan, paced=paced, allowed=allowed)
+
     async def _admit(
-        self, principal: Principal, request: ChatRequest
+        self, principal: Principal, request: ChatRequest, decision: Decision | None
     ) -> tuple[Ticket | None, Allowance | None]:
         if self._quota is None:
             return None, None
-        ticket = await self._quota.admit(
-            principal, request.model, request.messages, request.max_tokens
-        )
+        try:
+            ticket = await self._quota.admit(
+                principal,
+                request.model,
+                request.messages,
+                request.max_tokens,
+                spends=not (decision and decision.costs_nothing),
+            )
+        except BaseException:
+            if decision is not None:
+                decision.release()
+            raise
         return ticket, ticket.allowance
 
-    def _finishers(self, ticket: Ticket | None) -> list[Callable[[Generation], None]]:
-        if self._quota is None or ticket is None:
-            return []
-        return [self._quota.finisher(ticket)]
+    def _finishers(
+        self, ticket: Ticket | None, decision: Decision | None
+    ) -> list[Callable[[Generation], None]]:
+        hooks: list[Callable[[Generation], None]] = []
+        if self._quota is not None and ticket is not None:
+            hooks.append(self._quota.finisher(ticket))
+        if self._cache is not None and decision is not None:
+            hooks += self._cache.finishers(decision)
+        return hooks
 
-    def _release(self, ticket: Ticket | None) -> None:
+    def _track(self, generation: Generation, decision: Decision | None) -> None:
+        if self._cache is not None and decision is not None:
+            self._cache.started(generation, decision)
+
+    def _release(self, ticket: Ticket | None, decision: Decision | None) -> None:
         if self._quota is not None and ticket is not None:
             self._quota.release(ticket)
+        if decision is not None:
+            decision.release()
 
     def _meter(self, generation: Generation, principal: Principal, ticket: Ticket | None) -> None:
         if self._quota is not None and ticket is not None:
             self._quota.meter(generation, principal, ticket)
 
-    async def start(self, turn: TurnRequest, principal: Principal = OPEN) -> Turn:
+    async def start(
+        self,
+        turn: TurnRequest,
+        principal: Principal = OPEN,
+        control: CacheControl | None = None,
+        *,
+        paced: bool = False,
+    ) -> Turn:
+        """Start a turn. ``control`` is the request's ``Cache-Control``; a regenerate
+        always asks for a fresh answer (it is never the cached one again)."""
+        control = control or CacheControl()
+        if turn.regenerate:
+            control = CacheControl(no_store=control.no_store, no_cache=True)
         if turn.messages is not None:
-            return await self._stateless(turn, principal)
+            return await self._stateless(turn, principal, control, paced)
         if turn.conversation_id:
             # Another owner's conversation is "not found", like one that never was.
             reach = None if principal.admin else visible_to(principal.owner)
@@ -183,7 +235,7 @@ class ChatService:
                 conversation = await self.store.conversation(turn.conversation_id, reach)
             except NotFound as exc:
                 raise NotFound(exc.message, param="conversation_id") from None
-            return await self._turn(turn, conversation, principal)
+            return await self._turn(turn, conversation, principal, control, paced)
         self._model(turn.model)
         conversation = await self.store.create_conversation(
             owner=principal.owner,
@@ -192,14 +244,19 @@ class ChatService:
             options=turn.options or {},
         )
         try:
-            return await self._turn(turn, conversation, principal)
+            return await self._turn(turn, conversation, principal, control, paced)
         except Exception:
             # A first turn that could not start leaves no empty conversation behind.
             await self.store.delete_conversation(conversation.id)
             raise
 
     async def _turn(
-        self, turn: TurnRequest, conversation: Conversation, principal: Principal
+        self,
+        turn: TurnRequest,
+        conversation: Conversation,
+        principal: Principal,
+        control: CacheControl,
+        paced: bool,
     ) -> Turn:
         model = self._model(turn.model, conversation.model)
         system = turn.system if turn.system is not None else conversation.system_prompt
@@ -213,8 +270,9 @@ class ChatService:
         request = chat_request_from_body(
             {**options, "model": model, "messages": messages, "stream": True}
         )
+        decision = await self._decide(request, principal, control, paced)
         # Admitted (key, limits, budget) before anything is stored.
-        ticket, allowance = await self._admit(principal, request)
+        ticket, allowance = await self._admit(principal, request, decision)
         answer_id = new_id()
         try:
             generation = self.engine.start(
@@ -228,11 +286,13 @@ class ChatService:
                 # someone's conversation; its owner still reads the answer).
                 owner=conversation.owner,
                 allowed=principal.key.allows if principal.key else None,
-                on_finish=self._finishers(ticket),
+                on_finish=self._finishers(ticket, decision),
+                source=decision.source if decision else None,
             )
         except BaseException:
-            self._release(ticket)
+            self._release(ticket, decision)
             raise
+        self._track(generation, decision)
         self._meter(generation, principal, ticket)
         try:
             parent = plan.reuse
@@ -262,7 +322,7 @@ class ChatService:
         saver.task.add_done_callback(lambda _: self._savers.discard(saver))
         if not conversation.title:
             await self.store.update_conversation(conversation.id, title=title_from(plan.question))
-        return Turn(generation, conversation.id, answer_id, model)
+        return Turn(generation, conversation.id, answer_id, model, decision)
 
     async def _plan(self, turn: TurnRequest, conversation_id: str) -> _Plan:
         path = await self.store.path(conversation_id)
@@ -291,7 +351,9 @@ class ChatService:
         assert turn.message is not None
         return _Plan(path, turn.message, path[-1].id if path else None, None)
 
-    async def _stateless(self, turn: TurnRequest, principal: Principal) -> Turn:
+    async def _stateless(
+        self, turn: TurnRequest, principal: Principal, control: CacheControl, paced: bool
+    ) -> Turn:
         model = self._model(turn.model)
         messages = list(turn.messages or [])
         if turn.system:
@@ -299,7 +361,8 @@ class ChatService:
         request = chat_request_from_body(
             {**(turn.options or {}), "model": model, "messages": messages, "stream": True}
         )
-        ticket, allowance = await self._admit(principal, request)
+        decision = await self._decide(request, principal, control, paced)
+        ticket, allowance = await self._admit(principal, request, decision)
         try:
             generation = self.engine.start(
                 request,
@@ -308,13 +371,15 @@ class ChatService:
                 allowance=allowance,
                 owner=principal.owner,
                 allowed=principal.key.allows if principal.key else None,
-                on_finish=self._finishers(ticket),
+                on_finish=self._finishers(ticket, decision),
+                source=decision.source if decision else None,
             )
         except BaseException:
-            self._release(ticket)
+            self._release(ticket, decision)
             raise
+        self._track(generation, decision)
         self._meter(generation, principal, ticket)
-        return Turn(generation, None, None, model)
+        return Turn(generation, None, None, model, decision)
 
     async def settle(self) -> None:
         """Wait for every answer being saved (shutdown: nothing half-written)."""

@@ -100,7 +100,7 @@ async def _answer(
             if raw or not console.is_terminal
             else LiveAnswer(console, model, summary=False, started=started)
         )
-        error: str | None = None
+        error: dict[str, Any] | None = None
         async with view:
             async for chunk in chunks:
                 error = _error_of(chunk)
@@ -144,7 +144,7 @@ async def _collect(
 
 async def _print_chunks(chunks: AsyncIterator[dict[str, Any]], console: Console) -> None:
     started = time.monotonic()
-    error: str | None = None
+    error: dict[str, Any] | None = None
     text = False
     async for chunk in chunks:
         text = text or any(
@@ -176,17 +176,21 @@ def _chunk_line(chunk: dict[str, Any], elapsed_ms: float) -> Text:
     return line
 
 
-def _error_of(chunk: dict[str, Any]) -> str | None:
+def _error_of(chunk: dict[str, Any]) -> dict[str, Any] | None:
     error = chunk.get("error")
     if error is None:
         return None
     if isinstance(error, dict):
-        return str(error.get("message") or "the answer failed")
-    return str(error)
+        return error
+    return {"message": str(error)}
 
 
-def _failed(message: str, partial: bool) -> CliError:
-    message = message.rstrip(".")
+def _failed(error: dict[str, Any], partial: bool) -> CliError:
+    message = str(error.get("message") or "the answer failed").rstrip(".")
+    # An upstream failure says what to check (the gateway's hint), before what to do now.
+    hint = error.get("hint")
+    if hint:
+        message = f"{message}; {hint}"
     if partial:
         return CliError(
             f"the answer failed midway: {message}; the partial answer is above; "

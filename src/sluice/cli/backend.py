@@ -132,6 +132,10 @@ def cli_error(exc: SluiceError, *, models: list[str] | None = None) -> CliError:
         return CliError(f"{message}{known} (models come from --config or SLUICE_MODELS)", USAGE)
     if isinstance(exc, NotFound) and exc.param in ("conversation_id", "id"):
         return CliError(f"{message}; list them with `sluice history list`", USAGE)
+    if exc.hint is not None:
+        # An upstream failure: what to check (the one table of recommendations), then
+        # what to do now.
+        return CliError(f"{message}; {exc.hint}; try again, or pick another model with -m")
     if isinstance(exc, RequestError) or exc.status in (400, 404, 413, 422):
         return CliError(f"the request was refused: {message}", USAGE)
     if exc.status in (401, 403):

@@ -166,17 +166,51 @@ def bench(
     floor: Annotated[
         bool, typer.Option(help="Also run a raw-bytes relay, this machine's floor.")
     ] = True,
+    features: Annotated[
+        str,
+        typer.Option(
+            help="on: the gateway as deployed (metrics, request log); off: the relay alone."
+        ),
+    ] = "on",
     port: Annotated[int, typer.Option(help="Port for the gateway under test.")] = 18080,
     upstream_port: Annotated[int, typer.Option(help="Port for the sim upstream.")] = 19090,
     hold: Annotated[
         int | None,
         typer.Option(min=1, help="Instead: hold N slow streams open and report memory per stream."),
     ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead: the response cache, hit against miss, on this backend "
+            "(memory, database or redis at 127.0.0.1:6379)."
+        ),
+    ] = None,
+    questions: Annotated[
+        int, typer.Option(min=1, help="With --cache: distinct questions per pass.")
+    ] = 500,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Measure at each --concurrency and write SVG charts into this directory "
+            "(ttft.svg, inter_token.svg, cpu_per_chunk.svg)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option(
+            help="With --plot: concurrent streams to measure at, comma-separated "
+            "(each: --rounds x that many streams) [default: 10,50,100,200]."
+        ),
+    ] = None,
+    floor_port: Annotated[int, typer.Option(help="Port for the floor relay.")] = 18090,
 ) -> None:
     """Measure the gateway: TTFT and inter-token latency, chunks/s, CPU per chunk."""
     from sluice.bench.run import BenchOptions, run, run_hold
 
+    if features not in ("on", "off"):
+        raise fail(f"--features {features!r}: pick on or off", 2)
     options = BenchOptions(
+        features=features == "on",
         streams=streams,
         rounds=rounds,
         chunks=chunks,
@@ -186,8 +220,35 @@ def bench(
         floor=floor,
         port=port,
         upstream_port=upstream_port,
+        floor_port=floor_port,
     )
+    if cache is not None and cache not in ("memory", "database", "redis"):
+        raise fail(f"--cache {cache!r}: pick memory, database or redis", 2)
+    if plot is not None and (cache is not None or hold is not None):
+        raise fail("--plot measures latency and CPU; run --cache or --hold on its own", 2)
+    if concurrency is not None and plot is None:
+        raise fail("--concurrency goes with --plot DIR (without it, use --streams)", 2)
+    if plot is not None:
+        from sluice.bench.plot import DEFAULT_CONCURRENCY, parse_concurrency, run_plot
+
+        try:
+            levels = parse_concurrency(concurrency) if concurrency else DEFAULT_CONCURRENCY
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+        try:
+            measured = run_plot(options, levels, lambda line: typer.echo(line, err=True))
+        except RuntimeError as exc:
+            raise fail(str(exc), 1) from None
+        typer.echo(measured.render())
+        for path in measured.write(plot):
+            typer.echo(f"wrote {path}")
+        return
     try:
+        if cache is not None:
+            from sluice.bench.cache import run_cache
+
+            typer.echo(run_cache(options, questions=questions, backend=cache))
+            return
         if hold is not None:
             typer.echo(run_hold(options, hold))
             return
@@ -198,11 +259,17 @@ def bench(
 
 
 # chat, ask and history: the terminal client (cli/terminal.py); keys: cli/keys.py.
+from sluice.cli.cache import cache_app  # noqa: E402
 from sluice.cli.keys import keys_app  # noqa: E402
+from sluice.cli.logs import register as _register_logs  # noqa: E402
 from sluice.cli.terminal import register as _register_terminal  # noqa: E402
+from sluice.cli.top import register as _register_top  # noqa: E402
 
 _register_terminal(app)
+_register_top(app)
+_register_logs(app)
 app.add_typer(keys_app, name="keys")
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:

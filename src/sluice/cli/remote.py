@@ -116,6 +116,7 @@ def _error(status: int, body: Any) -> SluiceError:
         return SluiceError(f"the gateway answered HTTP {status}", status=status)
     message = str(error.get("message") or f"HTTP {status}")
     code, param = error.get("code"), error.get("param")
+    hint = error.get("hint")
     kind: type[SluiceError] = SluiceError
     if code == "model_not_found":
         kind = ModelNotFound
@@ -123,7 +124,9 @@ def _error(status: int, body: Any) -> SluiceError:
         kind = NotFound
     elif status in (400, 413, 422):
         kind = RequestError
-    return kind(message, code=code, param=param, status=status)
+    return kind(
+        message, code=code, param=param, status=status, hint=hint if isinstance(hint, str) else None
+    )
 
 
 class RemoteBackend:

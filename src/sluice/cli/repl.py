@@ -205,7 +205,10 @@ class ChatRepl:
             self.console.print(Text(note, style="dim"))
         if error is not None:
             kept = "the partial answer is kept; " if answer.text() else ""
-            self.error(f"{error.get('message', 'the answer failed')} — {kept}/retry to try again")
+            message = error.get("message", "the answer failed")
+            if error.get("hint"):
+                message = f"{message}; {error['hint']}"
+            self.error(f"{message} — {kept}/retry to try again")
         self.console.print()
 
     # -- output ---------------------------------------------------------------

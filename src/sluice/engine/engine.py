@@ -10,14 +10,23 @@ nothing process-wide: GC and allocator tuning belong to the server (``http/memor
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
 from sluice import providers
-from sluice.engine.generation import Allowance, Generation, State, new_id
+from sluice.engine.generation import (
+    Allowance,
+    AttemptHook,
+    Generation,
+    Opener,
+    State,
+    new_id,
+)
 from sluice.engine.retry import Candidate, Cooldowns, RetryState
 from sluice.engine.stats import RecentAnswers
 from sluice.engine.stream import LocalStream, SharedStream, Stream, StreamInfo, batches
@@ -27,8 +36,18 @@ from sluice.owners import ANONYMOUS, may_reach
 from sluice.providers.base import VALIDATE, Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
 from sluice.settings import DisconnectPolicy, ModelConfig, Settings
-from sluice.store.shared_log import RedisEventLogs, StreamMeta
+from sluice.store.shared_log import IF_IDLE, RedisEventLogs, StreamMeta
 from sluice.wire.openai_request import ChatRequest
+
+logger = logging.getLogger("sluice.engine")
+
+
+class AnswerObserver(Protocol):
+    """Told when each answer starts and ends (metrics); must not raise or block."""
+
+    def answer_started(self, generation: Generation) -> None: ...
+
+    def answer_finished(self, generation: Generation) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +64,13 @@ class Engine:
         *,
         factories: dict[str, ProviderFactory] | None = None,
         shared: RedisEventLogs | None = None,
+        observer: AnswerObserver | None = None,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer
+        #: Told of every upstream attempt (traces); None when tracing is off.
+        self.on_attempt = on_attempt
         self.http = HttpClient()
         context = ProviderContext(http=self.http, settings=settings)
         found = providers.available() if factories is None else factories
@@ -108,11 +132,14 @@ class Engine:
         owner: str = ANONYMOUS,
         allowed: Callable[[str], bool] | None = None,
         on_finish: Sequence[Callable[[Generation], None]] = (),
+        source: AsyncIterator[list[Event]] | None = None,
     ) -> Generation:
         """Start one answer. ``owner`` is the principal that may read, resume and stop
         it; ``format`` and the ids are how its edge speaks it (also on replay);
         ``allowed`` (a key's model allow-list) limits the fallbacks it may take;
-        ``on_finish`` hooks run once when it ends (metering, settling limits)."""
+        ``on_finish`` hooks run once when it ends (metering, settling limits).
+        ``source`` gives the answer's events instead of the model (a cached answer, or
+        an identical answer already in flight): no upstream call, no retries."""
         provider = self.provider(request.model)  # ModelNotFound before anything starts
         validate = getattr(provider, VALIDATE, None)
         if validate is not None:
@@ -124,6 +151,8 @@ class Engine:
             )
         config = self._configs[request.model]
         fallbacks = [name for name in config.fallbacks if allowed is None or allowed(name)]
+        if source is not None:
+            fallbacks = []
         route = RetryState(
             [self._candidates[request.model]] + [self._candidates[name] for name in fallbacks],
             self.cooldowns,
@@ -142,15 +171,20 @@ class Engine:
             info,
             request,
             route,
-            self._open_attempt,
+            self._open_attempt if source is None else _given(source),
             policy=policy,
             timeouts=config.timeouts,
             on_done=self._finished,
             allowance=allowance,
             on_finish=on_finish,
+            # A given source is no upstream call: no attempt to trace.
+            on_attempt=self.on_attempt if source is None else None,
         )
+        generation.sourced = source is not None
         self._generations[generation.id] = generation
         self._active += 1
+        if self.observer is not None:
+            self.observer.answer_started(generation)
         if self.shared is not None:
             shared = self.shared
             shared.begin(
@@ -195,13 +229,20 @@ class Engine:
 
     def _finished(self, generation: Generation) -> None:
         self._active -= 1
+        if self.observer is not None:
+            try:
+                self.observer.answer_finished(generation)
+            except Exception:
+                logger.exception("recording the answer %s failed", generation.id)
         ttft = (
             generation.first_token_at - generation.started_at
             if generation.first_token_at is not None
             else None
         )
+        finished = generation.finished_at
+        duration = finished - generation.started_at if finished is not None else None
         # A stop or a client leaving is not an error; a failed answer is.
-        self.recent.record(generation.state is not State.FAILED, ttft)
+        self.recent.record(generation.state is not State.FAILED, ttft, duration)
         # Finished generations stay replayable for a while, then are forgotten.
         asyncio.get_running_loop().call_later(self._retention, self._forget, generation.id)
 
@@ -274,14 +315,25 @@ class Engine:
             self.shared.listen_for_cancels(self._cancel_requested)
             self.shared.hold_lease()
 
-    def _cancel_requested(self, generation_id: str) -> None:
-        generation = self._generations.get(generation_id)
+    def _cancel_requested(self, request: str) -> None:
+        if request.startswith(IF_IDLE):
+            generation = self._generations.get(request.removeprefix(IF_IDLE))
+            if generation is not None:
+                generation.cancel_if_idle()
+            return
+        generation = self._generations.get(request)
         if generation is not None:
             generation.cancel()
 
     async def aclose(self) -> None:
         for generation in list(self._generations.values()):
-            generation.cancel()
+            generation.cancel("shutdown")
         for provider in self._providers.values():
             await provider.aclose()
         await self.http.aclose()
+
+
+def _given(source: AsyncIterator[list[Event]]) -> Opener:
+    """An opener whose one attempt is ``source`` (which never fails as an upstream does,
+    so there is no second attempt to open)."""
+    return lambda candidate, request: source

@@ -62,6 +62,10 @@ _TOKENS = (TextDelta, ReasoningDelta, ToolCallDelta)
 Sink = Callable[[list[Event]], Awaitable[None]]
 #: Opens one attempt: the candidate's provider streaming the request.
 Opener = Callable[[Candidate, ChatRequest], AsyncIterator[list[Event]]]
+#: Told when an upstream attempt starts (traces): given the candidate model and the
+#: attempt's number in the route, it returns what to call with the attempt's error
+#: (None: it succeeded) when the attempt is over. Runs in the generation's task.
+AttemptHook = Callable[[str, int], Callable[[BaseException | None], None]]
 
 
 class Allowance(Protocol):
@@ -97,6 +101,7 @@ class Generation:
         on_done: Callable[[Generation], None] | None = None,
         allowance: Allowance | None = None,
         on_finish: Sequence[Callable[[Generation], None]] = (),
+        on_attempt: AttemptHook | None = None,
     ) -> None:
         #: What the edges need to speak it (ids, protocol, owner): given, never changed.
         self.info = info
@@ -118,6 +123,7 @@ class Generation:
         self.allowance: Allowance | None = allowance
         self.route = route
         self._open = open_attempt
+        self._on_attempt = on_attempt
         self._on_done = on_done
         self._open_choices: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -131,6 +137,24 @@ class Generation:
         self._switches: list[Event] = []
         self._running = False
         self._cancel_first = False
+        #: When set (a list), when each batch arrived: ``(events so far, monotonic)``,
+        #: so a cached copy can be replayed at the original pace.
+        self.timeline: list[tuple[int, float]] | None = None
+        #: When set: asked, once the last subscriber here left, whether subscribers
+        #: elsewhere (other instances following it) still read; if so it runs on.
+        self.kept: Callable[[], Awaitable[bool]] | None = None
+        self._idle: asyncio.Task[None] | None = None
+        #: Its events come from a given source (a cached or shared answer), not a model.
+        self.sourced = False
+        #: Why it was cancelled, first reason given (metrics).
+        self.cancel_reason: str | None = None
+        #: The class of each upstream error an attempt met (metrics; errors are rare).
+        self.upstream_errors: list[str] = []
+
+    @property
+    def switches(self) -> list[Event]:
+        """The failovers it went through (mid-answer switches to another model)."""
+        return self._switches
 
     @property
     def owner(self) -> str:
@@ -151,10 +175,31 @@ class Generation:
     def subscribe(self) -> None:
         self.subscribers += 1
 
-    def unsubscribe(self) -> None:
+    def unsubscribe(self) -> bool:
+        """One subscriber left; True if that cancelled the answer (the last one left
+        under ``cancel``, and nobody elsewhere keeps it)."""
         self.subscribers -= 1
+        if self.subscribers > 0 or self.policy != "cancel" or self.done:
+            return False
+        if self.kept is None:
+            self.cancel("client_left")
+            return True
+        self._idle = asyncio.get_running_loop().create_task(self._cancel_unless_kept(self.kept))
+        return False
+
+    async def _cancel_unless_kept(self, kept: Callable[[], Awaitable[bool]]) -> None:
+        try:
+            if await kept():
+                return
+        except Exception:
+            logger.warning("asking whether %s is still followed failed", self.id, exc_info=True)
+        if self.subscribers <= 0 and not self.done:
+            self.cancel("client_left")
+
+    def cancel_if_idle(self) -> None:
+        """Someone elsewhere stopped following: cancel if nobody here reads either."""
         if self.subscribers <= 0 and self.policy == "cancel" and not self.done:
-            self.cancel()
+            self.cancel("client_left")
 
     def attach(self, sink: Sink) -> bool:
         """Deliver every later batch straight to ``sink`` from the generation's own task.
@@ -172,9 +217,14 @@ class Generation:
     def detach(self) -> None:
         self._sink = None
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str | None = "stopped") -> None:
+        """Stop it: ``reason`` says why, for metrics ("stopped" by request,
+        "client_left", "shutdown", an error code; None: an attempt's own timeout, which
+        the route may still recover from)."""
         if self._task is None or self._task.done():
             return
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
         if not self._running:
             # A task cancelled before its first step never runs its body: its log would
             # never close. It starts, and ends at once as cancelled.
@@ -186,7 +236,7 @@ class Generation:
         """End the answer with ``error`` (in-band if output started)."""
         if not self.done:
             self._fatal = error
-            self.cancel()
+            self.cancel(error.code or type(error).__name__)
 
     async def wait(self) -> None:
         if self._task is not None:
@@ -195,9 +245,10 @@ class Generation:
     def _expired(self, timeout: UpstreamTimeout) -> None:
         if not self._output_started and timeout.code == "first_token_timeout":
             self._attempt_expired = timeout  # the attempt failed; the route may go on
+            self.cancel(None)
         else:
             self._fatal = timeout
-        self.cancel()
+            self.cancel(timeout.code or "timeout")
 
     async def _run(self) -> None:
         log = self.log
@@ -276,10 +327,14 @@ class Generation:
                 deadlines.new_attempt()
                 self.served_by = step.candidate.name
                 stream = self._open(step.candidate, self.request)
-                await self._pump(stream)
+                if self._on_attempt is None:
+                    await self._pump(stream)
+                else:
+                    await self._observed(stream, step.candidate.name)
                 self.route.succeeded(step)
                 return
             except UpstreamError as exc:
+                self.upstream_errors.append(exc.code or type(exc).__name__)
                 if self._output_started:
                     step = self._failover(step, exc)
                     if step is None:
@@ -304,6 +359,18 @@ class Generation:
             finally:
                 if stream is not None:
                     await _close(stream)
+
+    async def _observed(self, stream: AsyncIterator[list[Event]], model: str) -> None:
+        """``_pump``, told to the attempt hook: its start, and its end with its error
+        (a timeout or an abort arrives as a cancellation: the error it stands for)."""
+        assert self._on_attempt is not None
+        ended = self._on_attempt(model, self.route.attempts)
+        try:
+            await self._pump(stream)
+        except BaseException as exc:
+            ended(self._attempt_expired or self._fatal or exc)
+            raise
+        ended(None)
 
     async def _pump(self, stream: AsyncIterator[list[Event]]) -> None:
         deadlines = self._deadlines
@@ -363,6 +430,8 @@ class Generation:
         """Append to the log and hand to the sink: every event mid-answer goes this way,
         so the sink sees exactly the log."""
         self.log.extend(batch)
+        if self.timeline is not None:
+            self.timeline.append((len(self.log.events), time.monotonic()))
         sink = self._sink
         if sink is not None:
             try:

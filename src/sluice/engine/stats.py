@@ -19,14 +19,26 @@ class Outcome:
     at: float
     ok: bool
     ttft: float | None
+    #: Seconds from start to end of the answer.
+    duration: float | None = None
 
 
 class RecentAnswers:
     def __init__(self) -> None:
         self._outcomes: deque[Outcome] = deque(maxlen=_MAX)
 
-    def record(self, ok: bool, ttft: float | None) -> None:
-        self._outcomes.append(Outcome(time.monotonic(), ok, ttft))
+    def record(self, ok: bool, ttft: float | None, duration: float | None = None) -> None:
+        self._outcomes.append(Outcome(time.monotonic(), ok, ttft, duration))
+
+    def since(self, moment: float) -> list[Outcome]:
+        """The answers that ended at or after ``moment`` (monotonic), oldest first."""
+        found: list[Outcome] = []
+        for outcome in reversed(self._outcomes):
+            if outcome.at < moment:
+                break
+            found.append(outcome)
+        found.reverse()
+        return found
 
     def summary(self) -> dict[str, Any]:
         now = time.monotonic()

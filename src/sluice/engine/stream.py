@@ -135,8 +135,7 @@ class LocalStream:
         try:
             yield
         finally:
-            generation.unsubscribe()
-            if not generation.subscribers and generation.policy == "cancel":
+            if generation.unsubscribe():
                 # The last one out closes the upstream call before going on.
                 await generation.wait()
 
@@ -255,14 +254,21 @@ async def batches(stream: Stream, after: int = 0) -> AsyncIterator[list[Event]]:
     programs). Leaving the loop unsubscribes (and, under ``cancel``, returns only once
     the upstream call is closed)."""
     async with stream.subscribe():
-        seen = after
-        while True:
-            events = stream.events
-            if len(events) > seen:
-                batch = events[seen:]
-                seen += len(batch)
-                yield batch
-            elif stream.closed:
-                return
-            else:
-                await stream.wait(seen)
+        async for batch in read(stream, after):
+            yield batch
+
+
+async def read(stream: Stream, after: int = 0) -> AsyncIterator[list[Event]]:
+    """Every batch of ``stream`` after event ``after``, live to its end, for a reader
+    that holds its subscription some other way."""
+    seen = after
+    while True:
+        events = stream.events
+        if len(events) > seen:
+            batch = events[seen:]
+            seen += len(batch)
+            yield batch
+        elif stream.closed:
+            return
+        else:
+            await stream.wait(seen)

@@ -27,19 +27,27 @@ from sluice.errors import ShuttingDown, SluiceError
 from sluice.http.admin import build_router as build_access_router
 from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
 from sluice.http.boundary import Boundary
+from sluice.http.cache_admin import build_router as build_cache_router
 from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
-from sluice.http.gate import Gate
+from sluice.http.gate import PRINCIPAL, Gate
 from sluice.http.memory import ProcessMemory
+from sluice.http.metrics import MetricsEndpoint
 from sluice.http.openapi_docs import ERRORS, document
+from sluice.http.requests_admin import build_router as build_requests_router
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
+from sluice.http.streams_admin import build_router as build_streams_router
+from sluice.http.upstream_health import upstream_health
 from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
+from sluice.request_ids import current_request_id
 from sluice.runtime import Runtime
 from sluice.settings import Settings
 from sluice.store.database import migrate
+from sluice.store.request_log import RequestLogStore
+from sluice.telemetry.record import RequestRecord
 from sluice.wire.errors import error_object
 
 logger = logging.getLogger("sluice.http")
@@ -97,10 +105,15 @@ class Gateway:
         self.keys = self.runtime.keys
         self.access = self.runtime.access
         self.gate = Gate(self.access, settings.cors_origins)
+        self.metrics = self.runtime.metrics
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        self.metrics_endpoint = MetricsEndpoint(self.metrics, self.gate, token)
         self.quota = self.runtime.quota
+        self.cache = self.runtime.cache
         self.completions = ChatCompletions(
             self.engine,
             self.quota,
+            self.cache,
             max_body_bytes=settings.max_body_bytes,
             keepalive_seconds=settings.keepalive_seconds,
             send_timeout_seconds=settings.send_timeout_seconds,
@@ -128,7 +141,18 @@ class Gateway:
             allowed_hosts=[*settings.allowed_hosts, settings.host],
             cors_origins=settings.cors_origins,
             max_body_bytes=settings.max_body_bytes,
+            finished=self._request_over if settings.telemetry else None,
+            traced=self.runtime.tracing.request if self.runtime.tracing is not None else None,
         )
+        self.telemetry = self.runtime.telemetry
+
+    def _request_over(self, record: RequestRecord, scope: Scope) -> None:
+        principal = scope.get(PRINCIPAL)
+        if principal is not None:
+            record.owner = principal.owner
+            if principal.key is not None:
+                record.key_id, record.key_name = principal.key.id, principal.key.name
+        self.telemetry.finish(record)
 
     async def open(self) -> None:
         """Start-up: schema migrations, and answers a crash left mid-stream."""
@@ -144,6 +168,9 @@ class Gateway:
         # With Redis, a sweep keeps finding those whose instance died.
         self.recovery = Recovery(self.store, self.engine.shared)
         self.recovery.start()
+        self.metrics.start_sampling()
+        self.telemetry.start()
+        self.runtime.alerts.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.boundary(scope, receive, send)
@@ -155,6 +182,9 @@ class Gateway:
             if wrapped is None:
                 return  # a preflight, answered
             send = wrapped
+        if kind == "http" and scope["path"] == "/metrics":
+            await self.metrics_endpoint(scope, receive, send)  # its own credentials
+            return
         if kind in ("http", "websocket") and not await self.gate.admit(scope, receive, send):
             return
         if kind == "http" and (unstorable := nul_in_target(scope)) is not None:
@@ -236,10 +266,11 @@ def build_api(gateway: Gateway) -> FastAPI:
         kind = _HTTP_TYPES.get(exc.status_code, "server_error")
         message = str(exc.detail)
         if exc.status_code in (404, 405):
-            # What OpenAI answers for a route it does not have.
+            # What OpenAI answers for a route it does not have, type included.
             message = f"Invalid URL ({request.method} {request.url.path})"
+            kind = "invalid_request_error"
         return ORJSONResponse(
-            error_object(message, kind, None, None),
+            error_object(message, kind, None, None, request_id=current_request_id()),
             status_code=exc.status_code,
             headers=exc.headers,
         )
@@ -251,10 +282,14 @@ def build_api(gateway: Gateway) -> FastAPI:
         param = ".".join(loc) or None
         message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}"
         return ORJSONResponse(
-            error_object(message, "invalid_request_error", param), status_code=400
+            error_object(message, "invalid_request_error", param, request_id=current_request_id()),
+            status_code=400,
         )
 
     api.include_router(build_router(gateway.store, gateway.engine))
+    api.include_router(build_cache_router(gateway.cache))
+    api.include_router(build_requests_router(RequestLogStore(gateway.store.engine)))
+    api.include_router(build_streams_router(gateway.engine, gateway.keys))
     api.include_router(
         build_access_router(
             gateway.keys,
@@ -306,7 +341,7 @@ def build_api(gateway: Gateway) -> FastAPI:
     async def summary() -> ORJSONResponse:
         """What an operator wants at a glance."""
         engine = gateway.engine
-        upstreams = await engine.check()
+        upstreams, hints = await upstream_health(engine)
         state = await engine.check_state()
         try:
             await gateway.store.ping()
@@ -315,12 +350,13 @@ def build_api(gateway: Gateway) -> FastAPI:
             store = f"unreachable: {type(exc).__name__}"
         reachable = sum(1 for status in upstreams.values() if status == "ok")
         healthy = bool(reachable) and store == "ok" and all(v == "ok" for v in state.values())
+        alerts = gateway.runtime.alerts.report()
         if gateway.draining:
             status = "draining"
         elif not healthy:
             status = "down"
         else:
-            status = "ok" if reachable == len(upstreams) else "degraded"
+            status = "ok" if reachable == len(upstreams) and not alerts else "degraded"
         body = {
             "status": status,
             "uptime_seconds": round(time.time() - gateway.started, 3),
@@ -329,6 +365,10 @@ def build_api(gateway: Gateway) -> FastAPI:
             "store": store,
             "state": state,
             "upstreams": upstreams,
+            # What to check, for each upstream that is not "ok".
+            "upstream_hints": hints,
+            # Alerts firing now (thresholds in [alerts]).
+            "alerts": alerts,
         }
         return ORJSONResponse(body, 200 if healthy and not gateway.draining else 503)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -10,7 +11,11 @@ import orjson
 
 from sluice.errors import BodyTooLarge, SluiceError
 from sluice.events import StreamError
+from sluice.request_ids import current_request_id
+from sluice.telemetry.record import current as current_record
 from sluice.wire.errors import error_body, stream_error_body
+
+logger = logging.getLogger("sluice.http")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,10 +100,23 @@ def retry_headers(retry_after: float | None) -> list[tuple[bytes, bytes]]:
 def error_response(
     error: SluiceError | StreamError,
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """The one mapping from an error to an HTTP response: status, OpenAI-shaped body,
-    and headers (``Retry-After``, ``x-ratelimit-*``). Every HTTP edge — the lean
-    endpoints and the framework's exception handler — answers through it."""
-    body = stream_error_body(error) if isinstance(error, StreamError) else error_body(error)
+    """The one mapping from an error to an HTTP response: status, OpenAI-shaped body
+    (with the request's id and, for upstream failures, a ``hint``), and headers
+    (``Retry-After``, ``x-ratelimit-*``). Every HTTP edge — the lean endpoints and the
+    framework's exception handler — answers through it. An upstream failure is logged
+    here too, once, with its hint: the operator's side of the same message."""
+    request_id = current_request_id()
+    record = current_record()
+    if record is not None:
+        record.error = error.code or type(error).__name__
+    if isinstance(error, StreamError):
+        body = stream_error_body(error, request_id)
+    else:
+        body = error_body(error, request_id)
+    if error.hint is not None:
+        logger.warning(
+            "answered %d %s: %s; hint: %s", error.status, error.code, error.message, error.hint
+        )
     extra: list[tuple[bytes, bytes]] = list(getattr(error, "headers", []))
     return error.status, body, [*retry_headers(error.retry_after), *extra]
 

@@ -22,10 +22,12 @@ from sluice.http.asgi import (
     read_body,
     send_error,
 )
+from sluice.http.cache_headers import cache_control, paced_replay
 from sluice.http.encoders import ChatEvents
 from sluice.http.gate import principal_of
 from sluice.http.relay import Cut, relay
 from sluice.http.transports import SSEResponse
+from sluice.telemetry.record import current as current_record
 
 
 class ChatEndpoint:
@@ -52,14 +54,24 @@ class ChatEndpoint:
                 data = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise RequestError(f"The request body is not valid JSON: {exc}") from None
-            turn = await self._chat.start(self._chat.parse(data), principal_of(scope))
+            turn = await self._chat.start(
+                self._chat.parse(data),
+                principal_of(scope),
+                cache_control(scope),
+                paced=paced_replay(scope),
+            )
         except ClientDisconnected:
             return
         except SluiceError as exc:
             await send_error(send, exc)
             return
+        record = current_record()
+        if record is not None:
+            record.model, record.generation = turn.model, turn.generation
+            if turn.decision is not None:
+                record.cache, record.coalesced = turn.decision.outcome, turn.decision.coalesced
         stream = LocalStream(turn.generation)
-        response = SSEResponse(send, stream.info.id)
+        response = SSEResponse(send, stream.info.id, turn.headers)
         await response.start()
         try:
             async with stream.subscribe():

@@ -1,7 +1,9 @@
 """``POST /v1/chat/completions``: the lean streaming path, in plain ASGI.
 
-Per request: read and validate the body, admit it (key, limits, budget), start a
-Generation, and hand it to the relay with the OpenAI chunk encoder; the status is
+Per request: read and validate the body, ask the response cache where the answer comes
+from (a cached copy, an identical answer in flight, or the model), admit it (key, limits,
+budget), start a Generation, and hand it to the relay with the OpenAI chunk encoder; the
+status is
 decided before the first byte (``SSEResponse.decide``). Per batch of events: encode and
 write once, from the generation's own task. Nothing per chunk allocates more than the
 bytes it writes.
@@ -9,6 +11,7 @@ bytes it writes.
 
 from __future__ import annotations
 
+from sluice.cache.responses import ResponseCache
 from sluice.engine.engine import Engine
 from sluice.engine.stream import LocalStream
 from sluice.errors import RequestError, SluiceError
@@ -24,12 +27,14 @@ from sluice.http.asgi import (
     send_error,
     send_json,
 )
+from sluice.http.cache_headers import cache_control, paced_replay
 from sluice.http.encoders import OpenAIChunks
 from sluice.http.gate import principal_of
 from sluice.http.relay import Cut, disconnected, race, relay
 from sluice.http.transports import SSEResponse
 from sluice.policy.quota import Quota
 from sluice.settings import DisconnectPolicy
+from sluice.telemetry.record import current as current_record
 from sluice.wire.openai_chunks import Completion
 from sluice.wire.openai_request import parse_chat_request
 
@@ -39,6 +44,7 @@ class ChatCompletions:
         self,
         engine: Engine,
         quota: Quota,
+        cache: ResponseCache,
         *,
         max_body_bytes: int,
         keepalive_seconds: float,
@@ -46,6 +52,7 @@ class ChatCompletions:
     ) -> None:
         self._engine = engine
         self._quota = quota
+        self._cache = cache
         self._limit = max_body_bytes
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
@@ -58,37 +65,58 @@ class ChatCompletions:
         try:
             raw = await read_body(receive, self._limit, content_length(scope))
             request = parse_chat_request(raw, max_choices=self._max_choices)
+            record = current_record()
+            if record is not None:
+                record.model = request.model
             policy = disconnect_policy(scope)
             self._engine.provider(request.model)  # 404 before any quota is spent
             principal = principal_of(scope)
-            ticket = await self._quota.admit(
-                principal, request.model, request.messages, request.max_tokens
-            )
+            cache = self._cache
+            plan = cache.plan(request, principal.owner, cache_control(scope))
+            allowed = principal.key.allows if principal.key else None
+            decision = await cache.decide(request, plan, paced=paced_replay(scope), allowed=allowed)
             try:
-                generation = self._engine.start(
-                    request,
-                    policy=policy,
-                    allowance=ticket.allowance,
-                    owner=principal.owner,
-                    allowed=principal.key.allows if principal.key else None,
-                    on_finish=[self._quota.finisher(ticket)],
+                ticket = await self._quota.admit(
+                    principal,
+                    request.model,
+                    request.messages,
+                    request.max_tokens,
+                    spends=not decision.costs_nothing,
                 )
+                try:
+                    generation = self._engine.start(
+                        request,
+                        policy=policy,
+                        allowance=ticket.allowance,
+                        owner=principal.owner,
+                        allowed=allowed,
+                        on_finish=[self._quota.finisher(ticket), *cache.finishers(decision)],
+                        source=decision.source,
+                    )
+                except BaseException:
+                    self._quota.release(ticket)
+                    raise
             except BaseException:
-                self._quota.release(ticket)
+                decision.release()
                 raise
+            cache.started(generation, decision)
             self._quota.meter(generation, principal, ticket)
+            if record is not None:
+                record.generation = generation
+                record.cache, record.coalesced = decision.outcome, decision.coalesced
         except ClientDisconnected:
             return
         except SluiceError as exc:
             await send_error(send, exc)
             return
         stream = LocalStream(generation)
+        extra = [*ticket.headers, *decision.headers]
         try:
             async with stream.subscribe():
                 if request.stream:
-                    await self._relay(stream, receive, send, ticket.headers)
+                    await self._relay(stream, receive, send, extra)
                 else:
-                    await self._respond(stream, request.n, receive, send, ticket.headers)
+                    await self._respond(stream, request.n, receive, send, extra)
         except Cut:
             return  # returning mid-response makes the server close the connection
 

@@ -80,6 +80,7 @@ def message_object(message: Message, versions: list[str] | None = None) -> dict[
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             "estimated": message.usage_estimated,
+            "cached": message.cached,
         }
     ids = versions or [message.id]
     return {

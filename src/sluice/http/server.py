@@ -2,7 +2,8 @@
 
 This is the server process's edge: what changes the whole process happens here (the
 open-file limit, logging, GC and allocator tuning through ``http/memory.py``), and so
-does the one environment variable ``--workers N`` hands the settings over in.
+does the one environment variable ``--workers N`` hands the settings over in, and the
+reading of the standard ``OTEL_*`` variables that turn traces on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,13 @@ from sluice.http.protocol import GatewayProtocol
 from sluice.redact import REDACTOR, logging_config, secrets_of
 from sluice.runtime import Runtime
 from sluice.settings import Settings
+from sluice.telemetry.traces import TraceExport
 
 #: Set by ``sluice serve --workers N`` for its workers (which uvicorn spawns, and which
 #: build their own app): the settings the parent loaded, as JSON.
 WORKER_SETTINGS_ENV = "SLUICE_WORKER_SETTINGS"
+#: prometheus_client's multiprocess directory (its own variable name).
+METRICS_DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: For the factory run straight under uvicorn (``uvicorn --factory
 #: sluice.http.server:app_from_environment``): the config file to load.
 CONFIG_FILE_ENV = "SLUICE_CONFIG_FILE"
@@ -91,7 +97,10 @@ def raise_open_file_limit() -> None:
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C. Settings that cannot work (a bad model table or
     database URL) raise ConfigError before anything is served, in this process."""
-    runtime = Runtime.build(settings)
+    # Traces: the standard OTEL_* variables, read here once (workers read the same ones
+    # they inherit). The parent of workers serves nothing, so it exports nothing.
+    tracing = TraceExport.from_environ(os.environ)
+    runtime = Runtime.build(settings, tracing=tracing if settings.workers <= 1 else None)
     # Here, not in the library: it changes the whole process, and workers inherit it.
     raise_open_file_limit()
     options = uvicorn_options(settings)
@@ -110,12 +119,21 @@ def serve(settings: Settings) -> None:
         # the gateway's drain: streams still finish, but ones cut at the deadline get no
         # in-band error record. See docs/ARCHITECTURE.md.
         options["timeout_graceful_shutdown"] = settings.drain_seconds
-        uvicorn.run(
-            "sluice.http.server:app_from_environment",
-            factory=True,
-            workers=settings.workers,
-            **options,  # type: ignore[arg-type]
-        )
+        # Every worker writes its metrics where /metrics (served by any of them) merges
+        # them: prometheus_client's multiprocess mode, chosen when it is imported.
+        own_directory = not os.environ.get(METRICS_DIRECTORY_ENV)
+        if own_directory:
+            os.environ[METRICS_DIRECTORY_ENV] = tempfile.mkdtemp(prefix="sluice-metrics-")
+        try:
+            uvicorn.run(
+                "sluice.http.server:app_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **options,  # type: ignore[arg-type]
+            )
+        finally:
+            if own_directory:
+                shutil.rmtree(os.environ.pop(METRICS_DIRECTORY_ENV), ignore_errors=True)
         return
     gateway = Gateway(runtime, memory=ProcessMemory())
     config = uvicorn.Config(gateway, **options)  # type: ignore[arg-type]
@@ -133,7 +151,8 @@ def app_from_environment() -> Gateway:
         settings = Settings.load(Path(config_file) if config_file else None)
     require_shared_state(settings)
     REDACTOR.remember(secrets_of(settings))
-    return Gateway(Runtime.build(settings), memory=ProcessMemory())
+    tracing = TraceExport.from_environ(os.environ)
+    return Gateway(Runtime.build(settings, tracing=tracing), memory=ProcessMemory())
 
 
 def settings_json(settings: Settings) -> str:

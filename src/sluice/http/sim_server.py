@@ -28,7 +28,8 @@ from sluice.http.asgi import (
 )
 from sluice.providers.sim.options import SimLimits, SimOptions
 from sluice.providers.sim.play import Fault, KeyStats, SimStats, play
-from sluice.providers.sim.script import Script, build_script
+from sluice.providers.sim.response_format import structured_output
+from sluice.providers.sim.script import Script, build_script, draw_seed
 from sluice.wire.errors import error_object
 from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import parse_chat_request
@@ -71,11 +72,9 @@ class SimServer:
         elif path in ("/health", "/health/live", "/health/ready"):
             await send_json(send, 200, b'{"status":"ok"}')
         else:
-            await send_json(
-                send,
-                404,
-                orjson.dumps(error_object("not found", "not_found_error")),
-            )
+            # What OpenAI answers for a route it does not have.
+            message = f"Invalid URL ({scope['method']} {path})"
+            await send_json(send, 404, orjson.dumps(error_object(message, "invalid_request_error")))
 
     async def _chat(self, receive: Receive, send: Send) -> None:
         try:
@@ -86,6 +85,7 @@ class SimServer:
             options = self.options.merged(request.body.get("sim"), limits=limits)
             if request.model.endswith("-echo"):
                 options = options.merged({"style": "echo"})
+            structured_output(request.body)
         except ClientDisconnected:
             return
         except SluiceError as exc:
@@ -102,8 +102,9 @@ class SimServer:
                 send, options.fail_status, orjson.dumps(error), retry_headers(options.retry_after)
             )
             return
-        script = build_script(request.body, options, max_length=limits.max_length)
-        seed = request.body.get("seed")
+        drawn = draw_seed(request.body)
+        script = build_script(request.body, options, max_length=limits.max_length, seed=drawn)
+        seed = request.body.get("seed", drawn)
         completion_id = f"chatcmpl-sim{attempt}"
         created = int(time.time())
         if not request.stream:

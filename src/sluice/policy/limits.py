@@ -207,7 +207,7 @@ class RateLimits:
             admission.headers += _headers("requests", key.rpm, stats.remaining, stats.reset_time)
             if not allowed:
                 raise _limited("requests per minute", key.rpm, stats.reset_time, admission)
-        if key.tpm:
+        if key.tpm and estimated_tokens:  # nothing to charge for an answer that spends none
             if estimated_tokens > key.tpm:
                 raise RateLimited(
                     f"Request too large for tokens per minute: about {estimated_tokens} "

@@ -79,6 +79,8 @@ class Ticket:
         self.generation: Metered | None = None
         #: Its settlement has started.
         self.closing = False
+        #: Its answer costs upstream tokens (not a cached or coalesced one).
+        self.spends = True
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -121,17 +123,25 @@ class Quota:
         model: str,
         messages: list[dict[str, Any]],
         max_tokens: int | None,
+        *,
+        spends: bool = True,
     ) -> Ticket:
+        """Admit one answer. One that ``spends`` no upstream tokens (a cached answer, or
+        one following an identical answer in flight) counts as a request and a stream,
+        but is not charged tokens and reserves no budget."""
         key = principal.key
         if key is None:
             return Ticket(None, None)
         if not key.allows(model):
             raise PermissionDenied(f"This API key may not use the model `{model}`.", param="model")
-        prompt = estimate_prompt_tokens(messages)
+        prompt = estimate_prompt_tokens(messages) if spends else 0
         async with fail_closed():
-            admission = await self._limits.admit(key, prompt + (max_tokens or 0))
+            admission = await self._limits.admit(key, prompt + (max_tokens or 0) if spends else 0)
         ticket = Ticket(admission, None)
+        ticket.spends = spends
         self._hold(ticket)
+        if not spends:
+            return ticket
         try:
             ticket.allowance = await self._reserve(key, model, prompt, max_tokens)
         except BaseException:
@@ -241,6 +251,8 @@ class Quota:
     async def _finish(self, ticket: Ticket) -> None:
         try:
             await self._release_slot(ticket)  # first: it matters most, and costs least
+            if not ticket.spends:
+                return
             generation = ticket.generation
             usage = generation.usage if generation else None
             prompt = usage.prompt_tokens if usage else 0

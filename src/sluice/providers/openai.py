@@ -27,7 +27,10 @@ from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
 from sluice.providers.http_client import HttpClient
 from sluice.providers.upstream_errors import error_for_status
+from sluice.request_ids import current_request_id
 from sluice.settings import ModelConfig
+from sluice.traceparent import HEADER as TRACEPARENT
+from sluice.traceparent import current_traceparent
 from sluice.wire.openai_chunks import decode_chunk
 from sluice.wire.openai_request import ChatRequest
 from sluice.wire.sse import SSEDecoder
@@ -70,9 +73,17 @@ class OpenAIProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         data = orjson.dumps(self.upstream_body(request))
+        # The id of the HTTP request this answer is for (the context's), so the upstream's
+        # logs can be matched with ours.
+        headers = self._headers
+        if (request_id := current_request_id()) is not None:
+            headers = {**headers, "X-Request-Id": request_id}
+        # Tracing on: this attempt's span, so an upstream that traces joins the trace.
+        if (trace_context := current_traceparent()) is not None:
+            headers = {**headers, TRACEPARENT: trace_context}
         try:
             response = await self._http.session.post(
-                self._url, data=data, headers=self._headers, timeout=self._timeout
+                self._url, data=data, headers=headers, timeout=self._timeout
             )
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnavailable(f"cannot reach the upstream: {exc.os_error}") from None

@@ -55,6 +55,8 @@ class Message:
     ttft_ms: float | None = None
     duration_ms: float | None = None
     stream_id: str | None = None
+    #: Served from the response cache (or an identical answer in flight).
+    cached: bool = False
     error: str | None = None
     created_at: float = field(default=0.0)
     updated_at: float = field(default=0.0)
@@ -132,6 +134,7 @@ _MESSAGE_FIELDS = {
     "ttft_ms",
     "duration_ms",
     "stream_id",
+    "cached",
     "error",
 }
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -58,6 +59,8 @@ messages = Table(
     Column("ttft_ms", Float),
     Column("duration_ms", Float),
     Column("stream_id", String(64)),
+    #: Served from the response cache, not generated for this turn.
+    Column("cached", Boolean, nullable=False, default=False),
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -106,4 +109,46 @@ gateway_state = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+#: Cached answers (the ``database`` cache backend): whole answers by request hash.
+response_cache = Table(
+    "response_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("stored_at", Float, nullable=False),
+)
+
+#: One row per request (the request log): what was asked, by whom, how it went. Never
+#: chat text. Kept ``request_log_days``.
+request_log = Table(
+    "request_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("route", String(32), nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("model", String(200)),
+    Column("served_by", String(200)),
+    Column("key_id", String(32)),
+    Column("key_name", String(200)),
+    Column("owner", String(64)),
+    Column("stream_id", String(64)),
+    Column("ttft_ms", Float),
+    Column("upstream_ttft_ms", Float),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("cost", Float),
+    Column("duration_ms", Float, nullable=False),
+    Column("retries", Integer),
+    Column("cache", String(16)),
+    Column("finish_reason", String(32)),
+    Column("error", String(64)),
 )

@@ -77,6 +77,11 @@ return 1
 """
 
 
+#: Prefix of a stop request that applies only if nobody on the running instance reads
+#: the stream (stream ids are hex, so it cannot be mistaken for one).
+IF_IDLE = "if-idle:"
+
+
 @dataclass(frozen=True, slots=True)
 class StreamMeta:
     id: str
@@ -488,9 +493,13 @@ class RedisEventLogs:
                     if end:
                         return
 
-    async def request_cancel(self, stream_id: str) -> None:
+    async def request_cancel(self, stream_id: str, *, if_idle: bool = False) -> None:
+        """Ask the instance running ``stream_id`` to stop it; ``if_idle``: only if nobody
+        there reads it (the last follower elsewhere left)."""
         with failing_closed():
-            await self._client.publish(self._cancel_channel, stream_id)
+            await self._client.publish(
+                self._cancel_channel, (IF_IDLE if if_idle else "") + stream_id
+            )
 
     def listen_for_cancels(self, on_cancel: Callable[[str], None]) -> None:
         self._listener = asyncio.get_running_loop().create_task(self._listen(on_cancel))

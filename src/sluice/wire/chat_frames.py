@@ -95,6 +95,7 @@ class ChatFrames:
                 "completion_tokens": event.completion_tokens,
                 "total_tokens": event.total_tokens,
                 "estimated": bool(event.details.get("estimated")),
+                "cached": bool(event.details.get("cached")),
             }
         if kind is StreamError:
             assert isinstance(event, StreamError)
@@ -105,6 +106,7 @@ class ChatFrames:
                 "message": event.message,
                 "code": event.code,
                 "retryable": event.retryable,
+                "hint": event.hint,
             }
         if kind is Failover:
             assert isinstance(event, Failover)

@@ -1,5 +1,10 @@
 """OpenAI-shaped error bodies (``{"error": {"message", "type", "param", "code"}}``), and
-a failure's in-band stream record, to and from the exception tree."""
+a failure's in-band stream record, to and from the exception tree.
+
+Two fields ride along that the SDKs ignore: ``hint`` (what the operator can do about an
+upstream failure, ``sluice.errors.recommendation``) and ``request_id`` (the id of the
+HTTP request that gets the body, which the edge passes in: a codec knows no requests).
+"""
 
 from __future__ import annotations
 
@@ -18,17 +23,41 @@ _CLASSES: dict[str, type[SluiceError]] = {
 
 
 def error_object(
-    message: str, type: str, param: str | None = None, code: str | None = None
+    message: str,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    *,
+    hint: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    error: dict[str, str | None] = {"message": message, "type": type, "param": param, "code": code}
+    # Only when there is one: bodies without them stay exactly OpenAI's.
+    if hint is not None:
+        error["hint"] = hint
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
 
 
-def error_body(exc: SluiceError) -> bytes:
-    return orjson.dumps(error_object(exc.message, exc.type, exc.param, exc.code))
+def error_body(exc: SluiceError, request_id: str | None = None) -> bytes:
+    return orjson.dumps(
+        error_object(
+            exc.message, exc.type, exc.param, exc.code, hint=exc.hint, request_id=request_id
+        )
+    )
 
 
-def stream_error_body(error: StreamError) -> bytes:
-    return orjson.dumps(error_object(error.message, error.type, None, error.code))
+def stream_error_object(
+    error: StreamError, request_id: str | None = None
+) -> dict[str, dict[str, str | None]]:
+    return error_object(
+        error.message, error.type, None, error.code, hint=error.hint, request_id=request_id
+    )
+
+
+def stream_error_body(error: StreamError, request_id: str | None = None) -> bytes:
+    return orjson.dumps(stream_error_object(error, request_id))
 
 
 def stream_error_from(exc: SluiceError) -> StreamError:
@@ -42,6 +71,7 @@ def stream_error_from(exc: SluiceError) -> StreamError:
         retry_after=exc.retry_after,
         param=exc.param,
         exception=_tree_class(exc),
+        hint=exc.hint,
     )
 
 
@@ -61,6 +91,7 @@ def error_from_stream(error: StreamError) -> SluiceError:
         code=error.code,
         status=error.status,
         retry_after=error.retry_after,
+        hint=error.hint,
     )
     # Instance values only where the record differs from what the class says.
     if exc.type != error.type:

@@ -10,6 +10,7 @@ from sluice.events import (
     Failover,
     Finish,
     ReasoningDelta,
+    ResponseMeta,
     RoleStart,
     StreamError,
     TextDelta,
@@ -28,6 +29,7 @@ _KINDS: dict[str, type[Any]] = {
         Finish,
         StreamError,
         Failover,
+        ResponseMeta,
     )
 }
 _FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in _KINDS.items()}

@@ -20,13 +20,14 @@ from sluice.events import (
     Failover,
     Finish,
     ReasoningDelta,
+    ResponseMeta,
     RoleStart,
     StreamError,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
-from sluice.wire.errors import error_object, stream_error_body
+from sluice.wire.errors import stream_error_body, stream_error_object
 
 DONE = b"data: [DONE]\n\n"
 _TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -39,6 +40,7 @@ def decode_chunk(chunk: Any, out: list[Event]) -> bool:
     if type(chunk) is not dict:
         raise UpstreamProtocolError("upstream sent a chunk that is not a JSON object")
     finished = False
+    meta_seen = False
     choices = chunk.get("choices")
     if choices:
         if type(choices) is not list:
@@ -59,6 +61,13 @@ def decode_chunk(chunk: Any, out: list[Event]) -> bool:
                             TextDelta(content, choice.get("index", 0), choice.get("logprobs"))
                         )
                     continue
+                if delta and "role" in delta and not meta_seen:
+                    # Response-wide facts ride on every chunk; read once per chunk that
+                    # opens a choice, never on the per-token path above.
+                    meta_seen = True
+                    meta = decode_meta(chunk)
+                    if meta is not None:
+                        out.append(meta)
                 finished = _decode_choice(choice, delta or {}, out) or finished
             except AttributeError:
                 raise UpstreamProtocolError("upstream chunk has a malformed choice") from None
@@ -75,7 +84,11 @@ def decode_chunk(chunk: Any, out: list[Event]) -> bool:
 def _decode_choice(choice: dict[str, Any], delta: dict[str, Any], out: list[Event]) -> bool:
     index = choice.get("index", 0)
     if delta.get("role"):
-        out.append(RoleStart(index, delta["role"]))
+        # OpenAI opens a tool call with content null (and the call in the same delta;
+        # a gateway like this one may send it in the next): null is its "no text here".
+        content = delta.get("content", "")
+        opens_call = content is None or (bool(delta.get("tool_calls")) and not content)
+        out.append(RoleStart(index, delta["role"], opens_call))
     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
     if reasoning:
         out.append(ReasoningDelta(reasoning, index))
@@ -99,6 +112,28 @@ def _decode_choice(choice: dict[str, Any], delta: dict[str, Any], out: list[Even
         out.append(Finish(reason, index))
         return True
     return False
+
+
+def decode_meta(chunk: dict[str, Any]) -> ResponseMeta | None:
+    """The response-wide facts a chunk carries, if any (strings only: a number or an
+    object there is not OpenAI's and is not passed on)."""
+    fingerprint = chunk.get("system_fingerprint")
+    tier = chunk.get("service_tier")
+    fingerprint = fingerprint if isinstance(fingerprint, str) else None
+    tier = tier if isinstance(tier, str) else None
+    if fingerprint is None and tier is None:
+        return None
+    return ResponseMeta(fingerprint, tier)
+
+
+def meta_fields(meta: ResponseMeta) -> dict[str, str]:
+    """``meta`` as the fields of a chunk or completion, in the order OpenAI writes them."""
+    fields = {}
+    if meta.service_tier is not None:
+        fields["service_tier"] = meta.service_tier
+    if meta.system_fingerprint is not None:
+        fields["system_fingerprint"] = meta.system_fingerprint
+    return fields
 
 
 def decode_usage(usage: dict[str, Any]) -> Usage:
@@ -126,6 +161,7 @@ class ChunkEncoder:
 
     __slots__ = (
         "_failovers",
+        "_fields",
         "_head",
         "_include_usage",
         "_sent_role",
@@ -136,16 +172,13 @@ class ChunkEncoder:
     def __init__(
         self, completion_id: str, created: int, model: str, *, include_usage: bool
     ) -> None:
-        head = orjson.dumps(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-            }
-        )
-        self._head = b"data: " + head[:-1] + b',"choices":'
-        self._text_head = self._head + b'[{"index":0,"delta":{"content":'
+        self._fields: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
+        self._set_head()
         self._include_usage = include_usage
         self._sent_role: set[int] = set()
         self._tool_started: set[tuple[int, int]] = set()
@@ -184,6 +217,11 @@ class ChunkEncoder:
                 count += 1
         return len(events)
 
+    def _set_head(self) -> None:
+        head = orjson.dumps(self._fields)
+        self._head = b"data: " + head[:-1] + b',"choices":'
+        self._text_head = self._head + b'[{"index":0,"delta":{"content":'
+
     def encode_one(self, event: Event) -> bytes:
         kind = type(event)
         if kind is TextDelta:
@@ -195,7 +233,13 @@ class ChunkEncoder:
         if kind is RoleStart:
             assert isinstance(event, RoleStart)
             self._sent_role.add(event.index)
-            return self._choice(event.index, {"role": event.role, "content": ""}, None)
+            return self._choice(event.index, _role_delta(event), None)
+        if kind is ResponseMeta:
+            assert isinstance(event, ResponseMeta)
+            # No record of its own: every chunk from here on carries the fields.
+            self._fields.update(meta_fields(event))
+            self._set_head()
+            return b""
         if kind is ToolCallDelta:
             assert isinstance(event, ToolCallDelta)
             return self._choice(event.index, {"tool_calls": [self._tool_call(event)]}, None)
@@ -269,7 +313,11 @@ class ChunkObjects:
             return self._with(_choice(event.index, {"content": event.text}, None, event.logprobs))
         if kind is RoleStart:
             assert isinstance(event, RoleStart)
-            return self._with(_choice(event.index, {"role": event.role, "content": ""}, None))
+            return self._with(_choice(event.index, _role_delta(event), None))
+        if kind is ResponseMeta:
+            assert isinstance(event, ResponseMeta)
+            self._head = {**self._head, **meta_fields(event)}
+            return None
         if kind is ToolCallDelta:
             assert isinstance(event, ToolCallDelta)
             call = _tool_call(event, self._tool_started)
@@ -296,11 +344,17 @@ class ChunkObjects:
             return {**self._head, "choices": [], "usage": usage_object(event)}
         if kind is StreamError:
             assert isinstance(event, StreamError)
-            return error_object(event.message, event.type, None, event.code)
+            return stream_error_object(event)
         return None
 
     def _with(self, choice: dict[str, Any]) -> dict[str, Any]:
         return {**self._head, "choices": [choice]}
+
+
+def _role_delta(event: RoleStart) -> dict[str, Any]:
+    # null before a tool call, "" before text: what OpenAI sends, and what the SDKs'
+    # stream helpers carry through to the final message.
+    return {"role": event.role, "content": None if event.tool_call else ""}
 
 
 def _choice(
@@ -337,6 +391,7 @@ class Completion:
         self._roles: dict[int, str] = {}
         self.usage: Usage | None = None
         self.error: StreamError | None = None
+        self.meta: dict[str, str] = {}
 
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta):
@@ -361,6 +416,8 @@ class Completion:
             self.usage = event
         elif isinstance(event, StreamError):
             self.error = event
+        elif isinstance(event, ResponseMeta):
+            self.meta.update(meta_fields(event))
 
     def text(self, index: int = 0) -> str:
         return "".join(self._text.get(index, ()))
@@ -400,4 +457,5 @@ class Completion:
         }
         if self.usage is not None:
             result["usage"] = usage_object(self.usage)
+        result.update(self.meta)
         return result

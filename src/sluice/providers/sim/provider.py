@@ -9,7 +9,8 @@ from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
 from sluice.providers.sim.options import SimLimits, SimOptions
 from sluice.providers.sim.play import Fault, SimStats, play
-from sluice.providers.sim.script import build_script
+from sluice.providers.sim.response_format import structured_output
+from sluice.providers.sim.script import build_script, draw_seed
 from sluice.providers.upstream_errors import error_for_status
 from sluice.settings import ModelConfig
 from sluice.wire.openai_request import ChatRequest
@@ -27,9 +28,10 @@ class SimProvider:
         self.limits = limits or SimLimits()
 
     def validate(self, request: ChatRequest) -> None:
-        """A bad ``sim`` object is the client's mistake: refused before the answer
-        starts (nothing stored, no quota spent), not failed in-band."""
+        """A bad ``sim`` object or ``response_format`` is the client's mistake: refused
+        before the answer starts (nothing stored, no quota spent), not failed in-band."""
         self.options.merged(request.body.get("sim"), limits=self.limits)
+        structured_output(request.body)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         limits = self.limits
@@ -40,10 +42,11 @@ class SimProvider:
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1
             raise error_for_status(options.fail_status, "simulated failure", options.retry_after)
-        script = build_script(request.body, options, max_length=limits.max_length)
+        seed = draw_seed(request.body)
+        script = build_script(request.body, options, max_length=limits.max_length, seed=seed)
         completed = False
         try:
-            async for step in play(script, options, request.body.get("seed")):
+            async for step in play(script, options, request.body.get("seed", seed)):
                 if step is Fault.DROP:
                     raise UpstreamError("simulated connection drop")
                 if step is Fault.MALFORMED:

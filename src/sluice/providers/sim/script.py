@@ -1,25 +1,33 @@
-"""What the simulated model says for a request, as steps of events — pure and
-deterministic, so the in-process provider and the ``sluice sim`` server say the same.
+"""What the simulated model says for a request, as steps of events, so the in-process
+provider and the ``sluice sim`` server say the same.
 
 A script is a list of steps; each step is emitted at one tick (one chunk per event on
 the wire). Step 0 starts the choices, each middle step carries one token per choice that
 still has one, the last step finishes every choice and reports usage. Pacing and faults
 are applied by whoever plays the script.
+
+Like a model, the answer is a draw: the request's ``seed`` fixes it, ``temperature`` 0
+without a seed gives the same answer every time, and otherwise the caller draws a seed
+(``draw_seed``), so a regenerated answer reads differently. Tool-call ids are always
+fresh (``call_`` and 24 random letters and digits), never repeated in a conversation.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
+import secrets
+import string
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from sluice.events import Event, Finish, RoleStart, TextDelta, ToolCallDelta, Usage
+from sluice.events import Event, Finish, ResponseMeta, RoleStart, TextDelta, ToolCallDelta, Usage
 from sluice.providers.sim.options import DEFAULT_MAX_LENGTH, SimOptions
+from sluice.providers.sim.response_format import StructuredOutput, structured_output
+from sluice.providers.sim.response_format import answer as structured_answer
 from sluice.providers.sim.text import compose, count_tokens, tokenize
 
 # Per-message framing tokens, as OpenAI counts them for chat models.
@@ -34,10 +42,23 @@ _CACHED_CHARS = 8192
 #: A tool call's arguments: this many properties, each value at most this long.
 _MAX_ARGUMENTS = 64
 _MAX_SUBJECT = 64
+_CALL_ID_ALPHABET = string.ascii_letters + string.digits
+#: What the simulator reports as its build, as OpenAI reports ``fp_…`` for its own.
+SYSTEM_FINGERPRINT = "fp_sluice_sim"
+_SERVICE_TIERS = frozenset({"default", "flex", "priority", "scale", "fast"})
 
 
-def _compose(prompt: str, seed: int | None, style: str, length: int) -> str:
-    if len(prompt) > _CACHED_CHARS or length * _CHARS_PER_TOKEN > _CACHED_CHARS:
+def draw_seed(body: dict[str, Any]) -> int | None:
+    """A fresh seed for an answer that may vary: None when the request fixes its answer
+    (its own ``seed``, or ``temperature`` 0, which a model answers greedily)."""
+    if body.get("seed") is not None or body.get("temperature") == 0:
+        return None
+    return secrets.randbits(62)
+
+
+def _compose(prompt: str, seed: int | None, style: str, length: int, *, drawn: bool) -> str:
+    # A drawn seed never comes again: caching its answer would only evict the rest.
+    if drawn or len(prompt) > _CACHED_CHARS or length * _CHARS_PER_TOKEN > _CACHED_CHARS:
         return compose(prompt, seed=seed, style=style, length=length)
     return _compose_cached(prompt, seed, style, length)
 
@@ -49,8 +70,8 @@ def _compose_cached(prompt: str, seed: int | None, style: str, length: int) -> s
     return compose(prompt, seed=seed, style=style, length=length)
 
 
-def _tokenize(text: str) -> tuple[str, ...]:
-    if len(text) > _CACHED_CHARS:
+def _tokenize(text: str, *, drawn: bool = False) -> tuple[str, ...]:
+    if drawn or len(text) > _CACHED_CHARS:
         return tuple(tokenize(text))
     return _tokenize_cached(text)
 
@@ -93,22 +114,37 @@ def prompt_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 def build_script(
-    body: dict[str, Any], options: SimOptions, *, max_length: int = DEFAULT_MAX_LENGTH
+    body: dict[str, Any],
+    options: SimOptions,
+    *,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    seed: int | None = None,
 ) -> Script:
     """The script for ``body``. No choice carries more than ``max_length`` tokens (or
-    the configured ``options.length``, if longer): echoes and tool results included."""
+    the configured ``options.length``, if longer): echoes and tool results included.
+
+    ``seed`` is ``draw_seed(body)``, for an answer the request leaves free; the
+    request's own seed comes first, and with neither the answer is the one ``temperature``
+    0 gives. Raises RequestError for a ``response_format`` the simulator refuses."""
     budget = max(max_length, options.length)
     messages: list[dict[str, Any]] = body.get("messages") or []
     n = body.get("n") or 1
-    seed = body.get("seed")
+    drawn = body.get("seed") is None and seed is not None
+    seed = body.get("seed") if not drawn else seed
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
+    output = structured_output(body)
     choices = [
-        _choice(messages, body, options, seed, index, max_tokens, stops, budget)
+        _choice(messages, body, options, seed, index, max_tokens, stops, budget, output, drawn)
         for index in range(n)
     ]
-    steps: list[list[Event]] = [[RoleStart(index) for index in range(n)]]
+    opening: list[Event] = [_meta(body)]
+    opening += [
+        RoleStart(index, tool_call=reason == "tool_calls")
+        for index, (_, reason) in enumerate(choices)
+    ]
+    steps: list[list[Event]] = [opening]
     longest = max(len(pieces) for pieces, _ in choices)
     for position in range(longest):
         steps.append([pieces[position] for pieces, _ in choices if position < len(pieces)])
@@ -117,6 +153,12 @@ def build_script(
     usage = Usage(prompt, completion, prompt + completion)
     steps.append([*(Finish(reason, index) for index, (_, reason) in enumerate(choices)), usage])
     return Script(steps, longest, usage)
+
+
+def _meta(body: dict[str, Any]) -> ResponseMeta:
+    tier = body.get("service_tier")
+    # Like OpenAI: the tier that served the request ("auto" is served by "default").
+    return ResponseMeta(SYSTEM_FINGERPRINT, tier if tier in _SERVICE_TIERS else "default")
 
 
 def _choice(
@@ -128,18 +170,23 @@ def _choice(
     max_tokens: int | None,
     stops: list[str],
     budget: int,
+    output: StructuredOutput | None,
+    drawn: bool,
 ) -> tuple[list[Event], str]:
     prompt = last_user_text(messages)
     call = _tool_to_call(body, messages, prompt)
     if call is not None:
-        return _tool_call_events(call, prompt, seed, index, budget), "tool_calls"
+        return _tool_call_events(call, prompt, index, budget), "tool_calls"
     choice_seed = None if seed is None and index == 0 else (seed or 0) + index
-    if options.style == "echo":
+    if output is not None:
+        # Structured output wins over the style: JSON that fits, whatever was asked.
+        text = structured_answer(output, prompt, choice_seed)
+    elif options.style == "echo":
         text = prompt
     elif messages and messages[-1].get("role") == "tool":
         text = "Here is what the tool returned: " + message_text(messages[-1])
     else:
-        text = _compose(prompt, choice_seed, options.style, options.length)
+        text = _compose(prompt, choice_seed, options.style, options.length, drawn=drawn)
     reason = "stop"
     for marker in stops:
         cut = text.find(marker) if marker else -1
@@ -150,7 +197,7 @@ def _choice(
     cut_short = len(text) > limit * _CHARS_PER_TOKEN
     if cut_short:
         text = text[: limit * _CHARS_PER_TOKEN]
-    tokens = list(_tokenize(text))
+    tokens = list(_tokenize(text, drawn=drawn or output is not None))
     if len(tokens) > limit or cut_short:
         tokens = tokens[:limit]
         reason = "length"
@@ -180,16 +227,19 @@ def _tool_to_call(
     return None
 
 
-def _tool_call_events(
-    tool: dict[str, Any], prompt: str, seed: int | None, index: int, budget: int
-) -> list[Event]:
+def call_id() -> str:
+    """A fresh tool-call id, in OpenAI's shape: clients match tool results to calls by
+    id across a whole conversation, so one must never come twice."""
+    return "call_" + "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(24))
+
+
+def _tool_call_events(tool: dict[str, Any], prompt: str, index: int, budget: int) -> list[Event]:
     schema = tool.get("parameters")
     encoded = orjson.dumps(_arguments(schema if isinstance(schema, dict) else {}, prompt))
     # Cut at the token budget, as a model stopping mid-call would.
     arguments = encoded[: budget * _ARGUMENT_PIECE].decode(errors="ignore")
-    digest = hashlib.sha256(f"{tool['name']}|{prompt}|{seed}|{index}".encode()).hexdigest()
     events: list[Event] = [
-        ToolCallDelta(0, "", id=f"call_{digest[:24]}", name=tool["name"], index=index)
+        ToolCallDelta(0, "", id=call_id(), name=tool["name"], index=index, type="function")
     ]
     for start in range(0, len(arguments), _ARGUMENT_PIECE):
         events.append(ToolCallDelta(0, arguments[start : start + _ARGUMENT_PIECE], index=index))

@@ -29,12 +29,17 @@ export function storedRate(message) {
 
 /** [key, label, value, title] rows for a finished answer. */
 export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
-  return [
+  const rows = [
     ["ttft", "TTFT", ms(ttftMs), "Time to first token, measured by the gateway"],
     ["speed", "Speed", rate(tokensPerSecond, "tok/s"), "Tokens per second after the first, from the gateway"],
     ["tokens", "Tokens", tokens(usage),
       usage?.estimated ? "Estimated by the gateway (the model reported no usage)" : "Reported by the model"],
   ];
+  if (usage?.cached) {
+    rows.push(["cached", "Cache", "cached",
+      "Served from the response cache (or shared with an identical request): no model tokens were spent"]);
+  }
+  return rows;
 }
 
 /** Rows while the answer streams: what this browser sees, until the gateway's figures. */

@@ -103,7 +103,11 @@ class Gate:
             return [
                 (b"access-control-allow-origin", origin.encode()),
                 (b"access-control-allow-credentials", b"true"),
-                (b"access-control-expose-headers", b"x-sluice-stream-id, retry-after"),
+                (
+                    b"access-control-expose-headers",
+                    b"x-sluice-stream-id, x-request-id, x-sluice-cache, x-sluice-coalesced, "
+                    b"retry-after",
+                ),
                 (b"vary", b"Origin"),
             ]
         # A wildcard never goes with credentials.

@@ -46,7 +46,10 @@ async function call(method, path, { body, signal, extra } = {}) {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
-        cache: "no-store",
+        // Reads must never come from the browser's cache. A POST never does anyway, and
+        // "no-store" would make the browser send `Cache-Control: no-cache`, which the
+        // gateway reads as "refresh the response cache".
+        cache: SAFE.has(method) ? "no-store" : "default",
         credentials: "same-origin",
       });
     } catch (error) {

@@ -1,0 +1,87 @@
+"""A/B of the gateway's CPU per relayed chunk with telemetry on and off, alternating.
+
+Usage: .venv/bin/python scripts/bench_ab.py REPEATS TOKENS_PER_SECOND STREAMS_PER_RUN
+(e.g. ``6 0 1500`` or ``8 100 400``). The gateway is restarted for every run; 50 streams
+at once, one warm-up round each. Prints each pair and the medians (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import psutil
+
+from sluice.bench.load import drive
+
+CONFIGS = {"on": "telemetry = true\n", "off": "telemetry = false\n"}
+MODEL = (
+    '[[models]]\nname = "bench"\nprovider = "openai"\n'
+    'base_url = "http://127.0.0.1:19491/v1"\nupstream_model = "sim"\n'
+)
+GATEWAY = "http://127.0.0.1:18491"
+
+
+def wait(url: str) -> None:
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def one_run(head: str, streams: int) -> float:
+    directory = tempfile.mkdtemp()
+    path = os.path.join(directory, "gateway.toml")
+    with open(path, "w") as config:
+        config.write(head + MODEL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    env["SLUICE_DATA_DIR"] = directory
+    args = [sys.executable, "-m", "sluice", "serve", "--config", path, "--port", "18491"]
+    gateway = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait(GATEWAY + "/health/live")
+        url = GATEWAY + "/v1/chat/completions"
+        asyncio.run(drive(url, model="bench", streams=50, total=100, chunks=50))
+        process = psutil.Process(gateway.pid)
+        before = process.cpu_times()
+        result = asyncio.run(drive(url, model="bench", streams=50, total=streams, chunks=50))
+        after = process.cpu_times()
+        cpu = (after.user - before.user) + (after.system - before.system)
+        return cpu / result.records * 1e6
+    finally:
+        gateway.terminate()
+        gateway.wait()
+
+
+def main() -> None:
+    repeats, pace, streams = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    sim_args = ["sim", "--port", "19491", "--ttft-ms", "0", "--tps", pace, "--length", "100"]
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "sluice", *sim_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    try:
+        wait("http://127.0.0.1:19491/health")
+        for repeat in range(repeats):
+            for name, head in CONFIGS.items():
+                results[name].append(one_run(head, streams))
+            print(repeat, {k: round(v[-1], 1) for k, v in results.items()}, flush=True)
+    finally:
+        sim.terminate()
+    differences = [on - off for on, off in zip(results["on"], results["off"], strict=True)]
+    print({k: round(statistics.median(v), 1) for k, v in results.items()})
+    print("median of the pairwise differences:", round(statistics.median(differences), 1))
+
+
+if __name__ == "__main__":
+    main()

@@ -495,8 +495,9 @@ def test_the_terminal_shows_the_hint_remote_and_local(
     for result in (remote, local):
         assert result.exit_code == 1
         assert re.fullmatch(
-            r"sluice: error: cannot reach the upstream: .+; check base_url of the model and "
-            r"that the upstream server is up; try again, or pick another model with -m\n",
+            r"sluice: error: cannot reach the upstream: .+; check base_url of model 'dead' "
+            r"\(http://127\.0\.0\.1:\d+/v1\) and that the upstream server is up; try again, "
+            r"or pick another model with -m\n",
             result.stderr,
         ), result.stderr
     auth = invoke(
@@ -504,7 +505,11 @@ def test_the_terminal_shows_the_hint_remote_and_local(
         "--url", gateway.url, data_dir=tmp_path,
     )  # fmt: skip
     assert auth.exit_code == 1
-    assert "upstream refused the gateway's credentials (401); check the key of" in auth.stderr
+    # Named down to the variable the key comes from (never the key).
+    assert (
+        "upstream refused the gateway's credentials (401); check the environment variable "
+        "TEST_REQUEST_IDS_UPSTREAM_KEY (api_key_env of model 'relay')"
+    ) in auth.stderr
 
 
 # -- the pieces, without a server ------------------------------------------------------

@@ -35,6 +35,7 @@ from sluice.events import Event
 from sluice.owners import ANONYMOUS, may_reach
 from sluice.providers.base import VALIDATE, Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
+from sluice.providers.upstream_errors import upstream_of
 from sluice.settings import DisconnectPolicy, ModelConfig, Settings
 from sluice.store.shared_log import IF_IDLE, RedisEventLogs, StreamMeta
 from sluice.wire.openai_request import ChatRequest
@@ -79,7 +80,8 @@ class Engine:
             m.name: providers.build(m, context, found) for m in settings.models
         }
         self._candidates = {
-            m.name: Candidate(m.name, m.retry, m.cooldown, m.failover) for m in settings.models
+            m.name: Candidate(m.name, m.retry, m.cooldown, m.failover, upstream_of(m))
+            for m in settings.models
         }
         self.cooldowns = Cooldowns()
         self._generations: dict[str, Generation] = {}

@@ -150,6 +150,8 @@ class Generation:
         self.cancel_reason: str | None = None
         #: The class of each upstream error an attempt met (metrics; errors are rare).
         self.upstream_errors: list[str] = []
+        #: The model the current attempt asks.
+        self._candidate: Candidate | None = None
 
     @property
     def switches(self) -> list[Event]:
@@ -243,6 +245,8 @@ class Generation:
             await asyncio.shield(self._task)
 
     def _expired(self, timeout: UpstreamTimeout) -> None:
+        if timeout.upstream is None and self._candidate is not None:
+            timeout.upstream = self._candidate.upstream
         if not self._output_started and timeout.code == "first_token_timeout":
             self._attempt_expired = timeout  # the attempt failed; the route may go on
             self.cancel(None)
@@ -326,6 +330,7 @@ class Generation:
                     await asyncio.sleep(step.delay)
                 deadlines.new_attempt()
                 self.served_by = step.candidate.name
+                self._candidate = step.candidate
                 stream = self._open(step.candidate, self.request)
                 if self._on_attempt is None:
                     await self._pump(stream)
@@ -335,6 +340,8 @@ class Generation:
                 return
             except UpstreamError as exc:
                 self.upstream_errors.append(exc.code or type(exc).__name__)
+                if exc.upstream is None:
+                    exc.upstream = step.candidate.upstream  # so its hint names the settings
                 if self._output_started:
                     step = self._failover(step, exc)
                     if step is None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sluice.errors import UpstreamError, UpstreamRejected
+from sluice.errors import Upstream, UpstreamError, UpstreamRejected
 from sluice.settings import RetryPolicy
 
 
@@ -25,6 +25,8 @@ class Candidate:
     retry: RetryPolicy
     cooldown: float
     failover: bool = False
+    #: What a hint about its failures may name (its settings, never its key).
+    upstream: Upstream | None = None
 
 
 @dataclass

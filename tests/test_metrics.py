@@ -169,6 +169,7 @@ async def test_who_may_read_metrics(
                 ({}, 401),
                 ({"Authorization": "Bearer wrong-token-wrong-token"}, 401),
                 ({"Authorization": f"Bearer {TOKEN}"}, 200),
+                ({"Authorization": f"bearer {TOKEN}"}, 200),  # schemes ignore case
                 ({"Authorization": f"Bearer {MASTER}"}, 200),
             ):
                 async with session.get(s.url + "/metrics", headers=headers) as response:
@@ -257,3 +258,12 @@ async def test_request_families_move(
     assert grew("sluice_client_time_per_output_token_seconds_count", **completions) == 1
     assert grew("sluice_rejections_total", limit="rate_limit_exceeded") == 1
     assert grew("sluice_resumes_total", route="streams") == 1
+
+
+async def test_a_client_cannot_add_label_values(observed: ServerProcess) -> None:
+    """A model name the gateway does not serve is a 404, and never a label: labels hold
+    configured names only (or the series would grow with every client's string)."""
+    for name in ("sk-proj-LEAKEDSECRET1234567890", "Patient 123-45-6789"):
+        assert await complete(observed, name) == 404
+    text = repr(await scrape(observed))
+    assert "LEAKEDSECRET" not in text and "123-45-6789" not in text

@@ -219,3 +219,57 @@ async def _until_health(server: ServerProcess, condition: Any) -> dict[str, Any]
                 return health
             assert time.monotonic() < deadline, health
             await asyncio.sleep(0.1)
+
+
+async def test_what_the_client_chose_is_scrubbed_and_kept_on_one_line(
+    logged: tuple[ServerProcess, Path],
+) -> None:
+    server, data = logged
+    secret = await _key(server, "path-scrubber")
+    leaked = "sk-proj-PATHSECRET1234567890abcdef"
+    async with aiohttp.ClientSession() as session:
+        for path in (f"/v1/conversations/{leaked}", "/v1/conversations/x%1b[2Jforged%0d%0aline"):
+            async with session.get(
+                server.url + path, headers={"Authorization": f"Bearer {secret}"}
+            ) as response:
+                assert response.status == 404
+    await asyncio.sleep(1.5)
+    output = server.output()
+    assert "PATHSECRET" not in output and "\x1b" not in output
+    lines = [json.loads(line) for line in output.splitlines() if '"path-scrubber"' in line]
+    assert len(lines) == 2 and all("\r" not in line["path"] for line in lines)
+    result = _sluice("logs", "--key", "path-scrubber", "--data-dir", str(data))
+    assert result.returncode == 0 and "PATHSECRET" not in result.stdout
+    assert "\x1b" not in result.stdout and result.stdout.count("\n") == 2
+
+
+async def test_the_request_log_takes_odd_values_on_postgresql() -> None:
+    """Values wider than their columns (a client's method, a long path) are clipped, so
+    PostgreSQL, which enforces widths, never refuses a batch."""
+    import time as clock
+
+    from sluice.store.database import create_engine, database_url, migrate
+    from sluice.store.request_log import RequestLogStore
+    from sluice.telemetry.metrics import Metrics
+    from sluice.telemetry.record import RequestRecord
+    from sluice.telemetry.requests import Telemetry
+    from tests.databases import postgres_database
+
+    async with postgres_database() as url:
+        engine = create_engine(database_url(url, None))
+        try:
+            await migrate(engine)
+            store = RequestLogStore(engine)
+            telemetry = Telemetry(Metrics(), store, {})
+            for method in ("PROPPATCH", "MKCALENDAR", "GET"):
+                record = RequestRecord(
+                    new_key(), method, "other", "/" + "p" * 500, clock.monotonic(), clock.time()
+                )
+                record.status = 405
+                telemetry.finish(record)
+            await telemetry.flush()
+            rows = await store.query(limit=10)
+        finally:
+            await engine.dispose()
+    assert sorted(r["method"] for r in rows) == ["GET", "MKCALEND", "PROPPATC"]
+    assert all(len(r["path"]) == 200 for r in rows) and telemetry.dropped == 0

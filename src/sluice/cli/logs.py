@@ -80,7 +80,12 @@ async def _show(fetch: Fetch, wanted: LogFilter, follow: bool, as_json: bool) ->
     last = _print(rows, as_json, 0)
     while follow:
         await asyncio.sleep(1.0)
-        last = _print(await fetch(wanted, last), as_json, last)
+        # Page until a short page: a busy gateway writes more than one page a second.
+        while True:
+            page = await fetch(wanted, last)
+            last = _print(page, as_json, last)
+            if len(page) < wanted.limit:
+                break
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, last: int) -> int:
@@ -125,17 +130,34 @@ async def _remote(url: str, wanted: LogFilter, follow: bool, as_json: bool) -> N
                 query["after"] = after
             query = {k: v for k, v in query.items() if v is not None}
             async with session.get(f"{url}/v1/admin/requests?{urlencode(query)}") as response:
-                body = orjson.loads(await response.read() or b"null")
+                try:
+                    body = orjson.loads(await response.read() or b"null")
+                except orjson.JSONDecodeError:
+                    body = None
                 if response.status != 200:
                     error = body.get("error", {}) if isinstance(body, dict) else {}
-                    message = error.get("message") or f"HTTP {response.status}"
+                    message = (error.get("message") if isinstance(error, dict) else None) or (
+                        f"the gateway answered HTTP {response.status}"
+                    )
                     if response.status in (401, 403):
                         message += " (the request log needs the master key in SLUICE_MASTER_KEY)"
                     raise _fail(message, 1)
-                rows: list[dict[str, Any]] = body["data"]
+                rows = body.get("data") if isinstance(body, dict) else None
+                if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
+                    raise _fail(f"{url} answered something that is not the request log", 1)
                 return rows
 
         await _show(fetch, wanted, follow, as_json)
+
+
+def _is_row(row: Any) -> bool:
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("id"), int)
+        and isinstance(row.get("at"), int | float)
+        and all(isinstance(row.get(k), str) for k in ("request_id", "method", "route"))
+        and isinstance(row.get("status"), int)
+    )
 
 
 def time_iso(epoch: float) -> str:

@@ -73,8 +73,11 @@ class Scraper:
     async def _get(self, path: str, within: float | None = None) -> tuple[int, bytes]:
         import aiohttp
 
-        limit = aiohttp.ClientTimeout(total=within) if within is not None else None
-        async with self.session.get(self.url + path, headers=self._auth, timeout=limit) as response:
+        # No `timeout=None`: aiohttp reads that as "no timeout at all", not the session's.
+        options: dict[str, Any] = {"headers": self._auth}
+        if within is not None:
+            options["timeout"] = aiohttp.ClientTimeout(total=within)
+        async with self.session.get(self.url + path, **options) as response:
             return response.status, await response.read()
 
     async def _read_health(self) -> None:

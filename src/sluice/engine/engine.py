@@ -243,8 +243,11 @@ class Engine:
         )
         finished = generation.finished_at
         duration = finished - generation.started_at if finished is not None else None
-        # A stop or a client leaving is not an error; a failed answer is.
-        self.recent.record(generation.state is not State.FAILED, ttft, duration)
+        # A stop or a client leaving is not an error; a failed answer is — unless the
+        # upstream refused the client's own request (a 4xx: the client's fault, which a
+        # client must not be able to turn into an alert).
+        failed = generation.state is State.FAILED and not generation.refused_by_upstream
+        self.recent.record(not failed, ttft, duration)
         # Finished generations stay replayable for a while, then are forgotten.
         asyncio.get_running_loop().call_later(self._retention, self._forget, generation.id)
 

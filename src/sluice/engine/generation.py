@@ -154,6 +154,12 @@ class Generation:
         self._candidate: Candidate | None = None
 
     @property
+    def refused_by_upstream(self) -> bool:
+        """It failed because the upstream refused the request itself (a 4xx)."""
+        last = self.log.events[-1] if self.log.events else None
+        return type(last) is StreamError and last.code == "upstream_rejected"
+
+    @property
     def switches(self) -> list[Event]:
         """The failovers it went through (mid-answer switches to another model)."""
         return self._switches

@@ -65,11 +65,11 @@ class ChatCompletions:
         try:
             raw = await read_body(receive, self._limit, content_length(scope))
             request = parse_chat_request(raw, max_choices=self._max_choices)
-            record = current_record()
-            if record is not None:
-                record.model = request.model
             policy = disconnect_policy(scope)
             self._engine.provider(request.model)  # 404 before any quota is spent
+            record = current_record()
+            if record is not None:
+                record.model = request.model  # a configured model: safe to log and label
             principal = principal_of(scope)
             cache = self._cache
             plan = cache.plan(request, principal.owner, cache_control(scope))

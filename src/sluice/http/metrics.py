@@ -18,7 +18,7 @@ class MetricsEndpoint:
     def __init__(self, metrics: Metrics, gate: Gate, token: str | None) -> None:
         self._metrics = metrics
         self._gate = gate
-        self._token = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
@@ -26,10 +26,11 @@ class MetricsEndpoint:
             await send_error(send, error)
             return
         given = header(scope, b"authorization")
+        scheme, _, credential = (given or b"").strip().partition(b" ")
         scraper = (
             self._token is not None
-            and given is not None
-            and hmac.compare_digest(given.strip(), self._token)
+            and scheme.lower() == b"bearer"  # auth schemes are case-insensitive (RFC 9110)
+            and hmac.compare_digest(credential.strip(), self._token)
         )
         if not scraper:
             if not await self._gate.admit(scope, receive, send):

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from sluice.errors import PermissionDenied, Unavailable
+from sluice.errors import PermissionDenied, RequestError, Unavailable
 from sluice.http.gate import PRINCIPAL
 from sluice.policy.access import Principal
 from sluice.store.request_log import RequestLogStore
@@ -33,6 +33,8 @@ def build_router(store: RequestLogStore) -> APIRouter:
         principal: Principal = request.scope[PRINCIPAL]
         if not principal.master:
             raise PermissionDenied("Reading the request log needs the master key.")
+        if after is not None and not 0 <= after < 2**63:
+            raise RequestError("after must be a row id (0 or more).", param="after")
         wanted = log_filter(
             model=model, key=key, status=status, since=since, request_id=request_id, limit=limit
         )

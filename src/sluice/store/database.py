@@ -55,7 +55,12 @@ def sqlite_url(data_dir: Path) -> str:
 def create_engine(url: str) -> AsyncEngine:
     # Statement parameters are chat text and key hashes: never in an exception message or
     # a log line.
-    engine = create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # SQLite: a writer waits up to 30 s for another (the request log's batches, the
+    # usage rows, answers being saved) instead of failing after the driver's 5.
+    connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+    engine = create_async_engine(
+        url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
+    )
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "do_connect")

@@ -16,6 +16,7 @@ import orjson
 
 #: The logger of the one line per request.
 REQUESTS = "sluice.requests"
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,4 +60,5 @@ def request_line(facts: dict[str, Any]) -> str:
         value = facts.get(name)
         if (value is not None and value != 0) or name == "duration_ms":
             parts.append(f"{label}={value}")
-    return " ".join(parts)
+    # One line, whatever a value holds: no CR/LF or escape sequence may forge another.
+    return " ".join(parts).translate(_CONTROL)

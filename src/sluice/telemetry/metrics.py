@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,9 @@ class Metrics:
         #: Model name -> provider kind, for the ``gen_ai_provider_name`` label.
         self._providers = providers or {}
         registry = self.registry = CollectorRegistry(auto_describe=True)
-        if not multiprocess():
+        if multiprocess():
+            forget_dead_workers()
+        else:
             # process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
             ProcessCollector(registry=registry)
         model = ("gen_ai_request_model", "gen_ai_provider_name")
@@ -196,7 +199,7 @@ class Metrics:
             "sluice_event_loop_lag_seconds",
             "How late the event loop ran a timer, at the last look (every half second).",
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.cpu = Gauge(
             "sluice_process_cpu_percent",
@@ -210,6 +213,11 @@ class Metrics:
             registry=registry,
             multiprocess_mode="liveall",
         )
+        self.request_log_dropped = Counter(
+            "sluice_request_log_dropped_rows",
+            "Request log rows dropped: the database could not take them in time, or refused one.",
+            registry=registry,
+        )
         self.alerts = Counter(
             "sluice_alert_transitions",
             "Alert state changes, by alert and the state entered (firing, resolved).",
@@ -221,7 +229,7 @@ class Metrics:
             "1 while the alert fires.",
             ("alert",),
             registry=registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self._sampler: asyncio.Task[None] | None = None
         #: The latest samples, for alerts.
@@ -287,7 +295,8 @@ class Metrics:
         server_ttft: float | None = None,
         client_tpot: float | None = None,
     ) -> None:
-        name = model or ""
+        # Only configured names: a label from a client's string would be unbounded.
+        name = model if model in self._providers else ""
         self.requests.labels(route, name, status_class(status)).inc()
         if client_ttft is not None:
             self.client_ttft.labels(route, name).observe(client_ttft)
@@ -333,3 +342,17 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of worker processes that are gone (uvicorn restarts a
+    killed worker under a new pid; the dead one's active streams must not count)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    pids: set[int] = set()
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        number = path.rsplit("_", 1)[-1].removesuffix(".db")
+        if number.isdigit():
+            pids.add(int(number))
+    for pid in pids:
+        if not psutil.pid_exists(pid):
+            prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -11,7 +11,9 @@ from typing import Any
 
 from sluice.errors import RequestError
 
-_AGO = re.compile(r"^(\d+)\s*([smhd])$")
+_AGO = re.compile(r"^(\d{1,7})\s*([smhd])$")
+#: Control characters: a row printed on a terminal must not drive it.
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -45,7 +47,7 @@ def parse_since(value: str, now: float | None = None) -> float:
         return now - int(found.group(1)) * _UNITS[found.group(2)]
     try:
         moment = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RequestError(
             f"since {value!r} is neither a duration (30s, 10m, 2h, 7d) nor an ISO date",
             param="since",
@@ -107,4 +109,4 @@ def row_line(row: dict[str, Any]) -> str:
         value = row.get(name)
         if value is not None:
             parts.append(f"{label}={value}")
-    return "  ".join(parts)
+    return "  ".join(parts).translate(_CONTROL)

@@ -16,6 +16,9 @@ import time
 from collections import deque
 from typing import Any
 
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+
+from sluice.redact import scrub
 from sluice.settings import ModelConfig
 from sluice.store.request_log import RequestLogStore
 from sluice.telemetry.logs import REQUESTS, request_line
@@ -94,12 +97,13 @@ class Telemetry:
         if record.route == "streams" and record.method == "GET" and record.status == 200:
             metrics.resumes.labels("streams").inc()
         facts["cost"] = self._cost(facts)
+        safe(facts)
         request_logger.info(request_line(facts), extra={"request": facts})
         if self._store is not None and record.route not in ("health", "metrics", "page"):
             pending = self._pending
             if len(pending) >= MAX_PENDING:
                 pending.popleft()
-                self.dropped += 1
+                self._dropped(1)
             facts["at"] = record.at
             pending.append(facts)
 
@@ -142,12 +146,27 @@ class Telemetry:
                     )
                 failing = True
 
+    def _dropped(self, rows: int) -> None:
+        self.dropped += rows
+        self.metrics.request_log_dropped.inc(rows)
+
     async def flush(self) -> None:
-        """Write every pending row (one statement per batch of 1,000)."""
+        """Write every pending row (one statement per batch of 500). A batch the
+        database refuses for its content (not for being down) is written row by row,
+        and a row it still refuses is dropped and counted: one bad row must never hold
+        up the rows behind it."""
         store = self._store
         while store is not None and self._pending:
-            batch = [self._pending[i] for i in range(min(1000, len(self._pending)))]
-            await store.insert(batch)
+            batch = [self._pending[i] for i in range(min(500, len(self._pending)))]
+            try:
+                await store.insert(batch)
+            except (DataError, IntegrityError, ProgrammingError):
+                for row in batch:
+                    try:
+                        await store.insert([row])
+                    except (DataError, IntegrityError, ProgrammingError) as exc:
+                        self._dropped(1)
+                        logger.warning("a request log row was refused (%s)", type(exc).__name__)
             for _ in batch:
                 self._pending.popleft()
 
@@ -161,3 +180,36 @@ class Telemetry:
             await self.flush()
         except Exception as exc:
             logger.warning("the last %d request log rows were lost (%s)", len(self._pending), exc)
+
+
+#: Column widths of the request log (``store/schema.py``): longer values are clipped.
+_WIDTHS = {
+    "request_id": 128,
+    "method": 8,
+    "route": 32,
+    "path": 200,
+    "model": 200,
+    "served_by": 200,
+    "key_id": 32,
+    "key_name": 200,
+    "owner": 64,
+    "stream_id": 64,
+    "cache": 16,
+    "finish_reason": 32,
+    "error": 64,
+}
+#: Control characters: a value shown on an operator's terminal must not drive it.
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
+
+
+def safe(facts: dict[str, Any]) -> None:
+    """Make a request's facts fit to log, store and print, in place: secret-shaped text
+    out of what the client chose (the path), no control characters, no value wider than
+    its column."""
+    path = facts.get("path")
+    if isinstance(path, str):
+        facts["path"] = scrub(path)
+    for name, width in _WIDTHS.items():
+        value = facts.get(name)
+        if isinstance(value, str):
+            facts[name] = value.translate(_CONTROL)[:width]

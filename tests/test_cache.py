@@ -646,3 +646,22 @@ async def test_global_scope_a_budget_cut_reaches_only_its_own_key(
     assert b"budget ran out" in cut.raw
     assert second.headers.get("x-sluice-coalesced") == "true"
     assert second.finish == "stop" and b"budget" not in second.raw
+
+
+async def test_a_refused_request_calls_no_model(
+    pair: tuple[ServerProcess, ServerProcess], upstream: ServerProcess
+) -> None:
+    """A shareable request refused by its limits (429) starts nothing upstream: its
+    root runs only once an admitted request reads it."""
+    one, _ = pair
+    limited = await _new_key(one, rpm=1)
+    assert (await ask(one, body(new_key()), limited)).status == 200
+    refused_key = new_key()
+    refused = await ask(one, body(refused_key), limited)
+    assert refused.status == 429
+    await asyncio.sleep(0.3)
+    assert upstream_saw(upstream, refused_key)["attempts"] == 0
+    # An admitted request for the same question asks the model, once.
+    other = await _new_key(one)
+    assert (await ask(one, body(refused_key), other)).cache == "miss"
+    assert upstream_saw(upstream, refused_key)["attempts"] == 1

@@ -190,6 +190,8 @@ class ResponseCache:
             owner=ADMIN,  # nobody's: no client reaches it by id
             allowed=allowed,
             on_finish=[lambda generation: self._finished(generation, plan)],
+            # Run by the first admitted reader: a refused request calls no model.
+            deferred=True,
         )
         lead = Lead(root)
         if plan.write:

@@ -44,15 +44,20 @@ async def replay(answer: CachedAnswer, *, paced: bool) -> AsyncIterator[list[Eve
 
 
 async def follow(leader: Stream) -> AsyncIterator[list[Event]]:
-    """A leader's batches as one of its subscribers; usage marked as not spent here."""
+    """A leader's batches as one of its subscribers; usage marked as not spent here.
+    A root not yet running (its first request still being admitted) is started: this
+    request was admitted, and wants it."""
+    if isinstance(leader, LocalStream):
+        leader.generation.start()
     async for batch in batches(leader):
         yield [cached_usage(event) for event in batch]
 
 
 class Lead:
     """The first request's hold on the root it caused: subscribed from the start (so the
-    root runs while the request is admitted and started), released when the request's
-    own answer stops reading — or by ``release`` if it never started reading."""
+    root cannot end while the request is admitted and started), released when the
+    request's own answer stops reading — or by ``release`` if it never started reading.
+    The root runs (calls the model) only once an admitted request reads it."""
 
     __slots__ = ("_released", "_taken", "root")
 
@@ -64,6 +69,7 @@ class Lead:
 
     async def events(self) -> AsyncIterator[list[Event]]:
         self._taken = True
+        self.root.start()
         try:
             async for batch in read(LocalStream(self.root)):
                 yield batch
@@ -73,8 +79,16 @@ class Lead:
 
     def release(self) -> None:
         """Let go of a root that was never read (the request failed before its answer
-        started reading, or its answer ended without reading). Idempotent."""
-        if not self._taken:
+        started reading, or its answer ended without reading). Idempotent. A root
+        nobody else follows ends at once, without ever calling the model."""
+        if not self._taken and not self._released:
+            root = self.root
+            if not root.started:
+                root.start()
+                if root.subscribers <= 1:
+                    # Only this request held it: cancelled before its first step, it
+                    # closes its log without ever opening an attempt.
+                    root.cancel("client_left")
             self._release()
 
     def _release(self) -> bool:

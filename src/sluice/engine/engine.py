@@ -135,13 +135,17 @@ class Engine:
         allowed: Callable[[str], bool] | None = None,
         on_finish: Sequence[Callable[[Generation], None]] = (),
         source: AsyncIterator[list[Event]] | None = None,
+        deferred: bool = False,
     ) -> Generation:
         """Start one answer. ``owner`` is the principal that may read, resume and stop
         it; ``format`` and the ids are how its edge speaks it (also on replay);
         ``allowed`` (a key's model allow-list) limits the fallbacks it may take;
         ``on_finish`` hooks run once when it ends (metering, settling limits).
         ``source`` gives the answer's events instead of the model (a cached answer, or
-        an identical answer already in flight): no upstream call, no retries."""
+        an identical answer already in flight): no upstream call, no retries.
+        ``deferred``: made and registered, but run only once someone calls its
+        ``start`` (a shared answer must not call the model for a request that is then
+        refused)."""
         provider = self.provider(request.model)  # ModelNotFound before anything starts
         validate = getattr(provider, VALIDATE, None)
         if validate is not None:
@@ -203,7 +207,8 @@ class Engine:
             )
             gid = generation.id
             generation.log.mirror = lambda first, batch, end: shared.publish(gid, first, batch, end)
-        generation.start()
+        if not deferred:
+            generation.start()
         return generation
 
     async def open_stream(self, stream_id: str, *, reader: str) -> Stream:

@@ -177,8 +177,15 @@ class Generation:
         return self.state is not State.RUNNING
 
     def start(self) -> None:
+        """Run it (once; later calls do nothing)."""
+        if self._task is not None:
+            return
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"gen-{self.id}")
         self._deadlines.start()
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
 
     def subscribe(self) -> None:
         self.subscribers += 1

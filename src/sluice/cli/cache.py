@@ -10,17 +10,17 @@ process's counters (hits, misses, coalesced requests).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 import typer
 
+from sluice.cli.admin_api import admin_json, admin_session, gateway_url, unreachable
 from sluice.cli.keys import ConfigOption, DataDirOption
+from sluice.cli.terminal import fail
 from sluice.errors import ConfigError
 from sluice.settings import Settings
 from sluice.store.answer_cache import AnswerStore, RedisAnswers, SQLAnswers
@@ -39,22 +39,17 @@ UrlOption = Annotated[
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Only this model's.")]
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"sluice: error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _in_process(
     config: Path | None, data_dir: Path | None, action: Callable[[AnswerStore], Awaitable[T]]
 ) -> T:
     try:
         settings = Settings.load(config, data_dir=data_dir)
     except ConfigError as exc:
-        raise _fail(exc.message, 2) from None
+        raise fail(exc.message, 2) from None
     if settings.cache == "off":
-        raise _fail('the response cache is off (set cache = "memory", "database" or "redis")', 2)
+        raise fail('the response cache is off (set cache = "memory", "database" or "redis")', 2)
     if settings.cache == "memory":
-        raise _fail(
+        raise fail(
             "the memory cache lives inside the gateway's process: use --url with the "
             "gateway's address (and SLUICE_MASTER_KEY)",
             2,
@@ -79,42 +74,25 @@ def _in_process(
     try:
         return asyncio.run(run())
     except Exception as exc:
-        raise _fail(
+        raise fail(
             f"the cache's {settings.cache} backend failed: {type(exc).__name__}", 1
         ) from None
 
 
 def _remote(url: str, method: str, path: str) -> dict[str, Any]:
-    if not url.startswith(("http://", "https://")):
-        raise _fail(f"--url {url!r} is not an http(s) URL", 2)
-    master = os.environ.get("SLUICE_MASTER_KEY")
-    headers = {"Authorization": f"Bearer {master}"} if master else {}
+    base = gateway_url(url)
 
-    async def run() -> tuple[int, Any]:
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(method, url.rstrip("/") + path, headers=headers) as response,
-        ):
-            raw = await response.read()
-            try:
-                return response.status, orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                return response.status, None
+    async def run() -> Any:
+        async with admin_session() as session:
+            return await admin_json(session, method, base + path, what="the cache's admin API")
 
     try:
-        status, body = asyncio.run(run())
+        body = asyncio.run(run())
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _fail(f"cannot reach the gateway at {url} ({type(exc).__name__})", 1) from None
-    if status != 200:
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        message = error.get("message") if isinstance(error, dict) else None
-        message = message or f"the gateway answered HTTP {status}"
-        if status in (401, 403):
-            message += " (the cache's admin API needs the master key in SLUICE_MASTER_KEY)"
-        raise _fail(message, 1)
-    result: dict[str, Any] = body
-    return result
+        raise unreachable(url, exc) from None
+    if not isinstance(body, dict):
+        raise fail(f"{url} answered something that is not the cache's admin API", 1)
+    return body
 
 
 @cache_app.command("stats")

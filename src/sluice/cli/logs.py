@@ -6,7 +6,6 @@ optionally followed. In process on the configured database (same ``--config`` an
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -16,7 +15,9 @@ import aiohttp
 import orjson
 import typer
 
+from sluice.cli.admin_api import admin_json, admin_session, gateway_url
 from sluice.cli.keys import ConfigOption, DataDirOption
+from sluice.cli.terminal import fail
 from sluice.errors import ConfigError, RequestError
 from sluice.settings import Settings
 from sluice.store.database import create_engine, database_url, migrate
@@ -24,11 +25,6 @@ from sluice.store.request_log import RequestLogStore
 from sluice.telemetry.queries import LogFilter, log_filter, row_line
 
 Fetch = Callable[[LogFilter, int | None], Awaitable[list[dict[str, Any]]]]
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"sluice: error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def logs(
@@ -56,23 +52,21 @@ def logs(
             model=model, key=key, status=status, since=since, request_id=request_id, limit=limit
         )
     except RequestError as exc:
-        raise _fail(exc.message.replace("since", "--since", 1), 2) from None
+        raise fail(exc.message.replace("since", "--since", 1), 2) from None
     if url is not None:
-        if not url.startswith(("http://", "https://")):
-            raise _fail(f"--url {url!r} is not an http(s) URL", 2)
-        run = _remote(url.rstrip("/"), wanted, follow, as_json)
+        run = _remote(gateway_url(url), wanted, follow, as_json)
     else:
         try:
             settings = Settings.load(config, data_dir=data_dir)
         except ConfigError as exc:
-            raise _fail(exc.message, 2) from None
+            raise fail(exc.message, 2) from None
         run = _local(settings, wanted, follow, as_json)
     try:
         asyncio.run(run)
     except KeyboardInterrupt:
         return
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise _fail(f"cannot read the request log ({type(exc).__name__}: {exc})", 1) from None
+        raise fail(f"cannot read the request log ({type(exc).__name__}: {exc})", 1) from None
 
 
 async def _show(fetch: Fetch, wanted: LogFilter, follow: bool, as_json: bool) -> None:
@@ -114,10 +108,7 @@ async def _local(settings: Settings, wanted: LogFilter, follow: bool, as_json: b
 
 
 async def _remote(url: str, wanted: LogFilter, follow: bool, as_json: bool) -> None:
-    master = os.environ.get("SLUICE_MASTER_KEY")
-    headers = {"Authorization": f"Bearer {master}"} if master else {}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    async with admin_session() as session:
 
         async def fetch(filter_: LogFilter, after: int | None) -> list[dict[str, Any]]:
             query = {k: v for k, v in filter_.as_query().items() if v is not None}
@@ -129,23 +120,16 @@ async def _remote(url: str, wanted: LogFilter, follow: bool, as_json: bool) -> N
             if after is not None:
                 query["after"] = after
             query = {k: v for k, v in query.items() if v is not None}
-            async with session.get(f"{url}/v1/admin/requests?{urlencode(query)}") as response:
-                try:
-                    body = orjson.loads(await response.read() or b"null")
-                except orjson.JSONDecodeError:
-                    body = None
-                if response.status != 200:
-                    error = body.get("error", {}) if isinstance(body, dict) else {}
-                    message = (error.get("message") if isinstance(error, dict) else None) or (
-                        f"the gateway answered HTTP {response.status}"
-                    )
-                    if response.status in (401, 403):
-                        message += " (the request log needs the master key in SLUICE_MASTER_KEY)"
-                    raise _fail(message, 1)
-                rows = body.get("data") if isinstance(body, dict) else None
-                if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
-                    raise _fail(f"{url} answered something that is not the request log", 1)
-                return rows
+            body = await admin_json(
+                session,
+                "GET",
+                f"{url}/v1/admin/requests?{urlencode(query)}",
+                what="the request log",
+            )
+            rows = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(rows, list) or not all(_is_row(row) for row in rows):
+                raise fail(f"{url} answered something that is not the request log", 1)
+            return rows
 
         await _show(fetch, wanted, follow, as_json)
 

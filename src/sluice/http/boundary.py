@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from sluice.errors import (
     BodyTooLarge,
@@ -112,6 +113,19 @@ def same_origin(scope: Scope, origin: str) -> bool:
     return theirs is not None and theirs == ours
 
 
+@dataclass(slots=True)
+class _Head:
+    """The request headers the boundary checks, found in one scan."""
+
+    host: bytes | None = None
+    hosts: int = 0
+    origin: bytes | None = None
+    fetch_site: bytes | None = None
+    content_type: bytes | None = None
+    length: bytes | None = None
+    chunked: bool = False
+
+
 class Boundary:
     """Wraps the gateway app: every http and websocket request passes here first."""
 
@@ -146,19 +160,26 @@ class Boundary:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)  # lifespan
             return
-        host = origin = fetch_site = sent_id = None
-        hosts = sent_ids = 0
+        head = _Head()
+        sent_id = None
+        sent_ids = 0
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value
-                hosts += 1
+                head.host = value
+                head.hosts += 1
             elif name == REQUEST_ID:
                 sent_id = value
                 sent_ids += 1
             elif name == b"origin":
-                origin = value
+                head.origin = value
+            elif name == b"content-type":
+                head.content_type = value
+            elif name == b"content-length":
+                head.length = value
+            elif name == b"transfer-encoding":
+                head.chunked = b"chunked" in value.lower()
             elif name == b"sec-fetch-site":
-                fetch_site = value
+                head.fetch_site = value
         # Bound here, not reset on the way out: uvicorn gives each request its own task
         # (and so its own context), and its "Exception in ASGI application" line comes
         # after we return, and should carry the id too.
@@ -170,7 +191,7 @@ class Boundary:
         # while handling the request, runs its upstream attempts under it.
         end_span = self._traced(record, scope) if self._traced is not None else None
         try:
-            await self._answer(scope, receive, send, record, host, hosts, origin, fetch_site)
+            await self._answer(scope, receive, send, record, head)
         finally:
             if self._finished is not None:
                 self._finished(record, scope)
@@ -187,31 +208,20 @@ class Boundary:
         receive: Receive,
         send: Send,
         record: RequestRecord,
-        host: bytes | None,
-        hosts: int,
-        origin: bytes | None,
-        fetch_site: bytes | None,
+        head: _Head,
     ) -> None:
         websocket = scope["type"] == "websocket"
-        length = content_type = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+        chunked = head.chunked
         try:
-            self._check_host(scope, host, hosts)
+            self._check_host(scope, head.host, head.hosts)
             if websocket or scope["method"] not in SAFE_METHODS:
-                self._check_origin(scope, origin, fetch_site, websocket)
+                self._check_origin(scope, head.origin, head.fetch_site, websocket)
             if websocket:
                 await self.app(scope, receive, send)
                 return
-            declared = _declared_length(length)
+            declared = _declared_length(head.length)
             if (declared > 0 or chunked) and not scope["path"].startswith(STATIC_PREFIX):
-                _check_json(content_type)
+                _check_json(head.content_type)
             if declared > self._limit:
                 raise BodyTooLarge(
                     f"Request body is {declared} bytes; the limit is {self._limit} bytes."

@@ -19,6 +19,12 @@ REQUESTS = "sluice.requests"
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every control character replaced: no CR/LF or escape sequence in a
+    value may forge another line or drive an operator's terminal."""
+    return text.translate(_CONTROL)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, the
     request's facts (for ``sluice.requests``) and the exception, if any."""
@@ -53,6 +59,7 @@ def request_line(facts: dict[str, Any]) -> str:
         ("completion_tokens", "out"),
         ("duration_ms", "ms"),
         ("retries", "retries"),
+        ("cost", "cost"),
         ("cache", "cache"),
         ("finish_reason", "finish"),
         ("error", "error"),
@@ -60,5 +67,4 @@ def request_line(facts: dict[str, Any]) -> str:
         value = facts.get(name)
         if (value is not None and value != 0) or name == "duration_ms":
             parts.append(f"{label}={value}")
-    # One line, whatever a value holds: no CR/LF or escape sequence may forge another.
-    return " ".join(parts).translate(_CONTROL)
+    return one_line(" ".join(parts))

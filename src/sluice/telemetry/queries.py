@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.errors import RequestError
+from sluice.telemetry.logs import one_line, request_line
 
 _AGO = re.compile(r"^(\d{1,7})\s*([smhd])$")
-#: Control characters: a row printed on a terminal must not drive it.
-_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -91,22 +90,7 @@ def log_filter(
 
 
 def row_line(row: dict[str, Any]) -> str:
-    """One request log row as a line for a terminal."""
+    """One request log row as a line for a terminal: when, its id, and what its log
+    line said."""
     when = dt.datetime.fromtimestamp(row["at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    parts = [when, row["request_id"], row["method"], row["route"], str(row["status"])]
-    for name, label in (
-        ("model", "model"),
-        ("key_name", "key"),
-        ("ttft_ms", "ttft_ms"),
-        ("prompt_tokens", "in"),
-        ("completion_tokens", "out"),
-        ("duration_ms", "ms"),
-        ("cost", "cost"),
-        ("cache", "cache"),
-        ("finish_reason", "finish"),
-        ("error", "error"),
-    ):
-        value = row.get(name)
-        if value is not None:
-            parts.append(f"{label}={value}")
-    return "  ".join(parts).translate(_CONTROL)
+    return f"{when}  {one_line(str(row['request_id']))}  {request_line(row)}"

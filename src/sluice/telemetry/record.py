@@ -35,6 +35,10 @@ _ROUTES = (
 )
 
 
+#: Routes whose first body bytes are the first token.
+_TOKEN_FIRST = frozenset({"chat.completions"})
+
+
 def route_of(kind: str, path: str) -> str:
     if kind == "websocket":
         return "ws"
@@ -76,10 +80,19 @@ class RequestRecord:
     def duration(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def client_ttft(self) -> float | None:
+        """Seconds from arrival to the first token written, where the first body bytes
+        are the first token (not on the chat route, whose first frame is ``start``)."""
+        if self.generation is None or self.first_byte is None:
+            return None
+        if self.route not in _TOKEN_FIRST:
+            return None
+        return self.first_byte - self.started
+
     def facts(self) -> dict[str, Any]:
         """The record as the log line and the request log see it: no text, no secret."""
         generation = self.generation
-        ttft = (self.first_byte - self.started) if self.first_byte is not None else None
         facts: dict[str, Any] = {
             "request_id": self.id,
             "method": self.method,
@@ -90,7 +103,7 @@ class RequestRecord:
             "key_id": self.key_id,
             "key_name": self.key_name,
             "owner": self.owner,
-            "ttft_ms": _ms(ttft) if generation is not None else None,
+            "ttft_ms": _ms(self.client_ttft),
             "duration_ms": _ms(self.duration),
             "cache": self.cache,
             "coalesced": self.coalesced or None,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sluice.redact import scrub
 from sluice.settings import ModelConfig
 from sluice.store.request_log import RequestLogStore
-from sluice.telemetry.logs import REQUESTS, request_line
+from sluice.telemetry.logs import REQUESTS, one_line, request_line
 from sluice.telemetry.metrics import Metrics
 from sluice.telemetry.record import RequestRecord
 
@@ -41,8 +41,6 @@ _LIMITS = {
     "budget_reserved",
     "overloaded",
 }
-#: Routes whose first body byte is the first token (the client's time to first token).
-_TOKEN_FIRST = {"chat.completions"}
 
 
 class Telemetry:
@@ -72,17 +70,15 @@ class Telemetry:
     def _finish(self, record: RequestRecord) -> None:
         facts = record.facts()
         generation = record.generation
-        client_ttft = server_ttft = client_tpot = None
-        if generation is not None and record.route in _TOKEN_FIRST:
-            if record.first_byte is not None and generation.first_token_at is not None:
-                client_ttft = record.first_byte - record.started
+        client_ttft = record.client_ttft
+        server_ttft = client_tpot = None
+        if generation is not None and client_ttft is not None:
+            if generation.first_token_at is not None:
                 server_ttft = generation.first_token_at - generation.started_at
             usage = generation.usage
-            if usage is not None and client_ttft is not None and usage.completion_tokens > 1:
+            if usage is not None and usage.completion_tokens > 1:
                 streaming = record.duration - client_ttft
                 client_tpot = streaming / (usage.completion_tokens - 1)
-        else:
-            facts["ttft_ms"] = None
         metrics = self.metrics
         metrics.request_finished(
             record.route,
@@ -198,8 +194,6 @@ _WIDTHS = {
     "finish_reason": 32,
     "error": 64,
 }
-#: Control characters: a value shown on an operator's terminal must not drive it.
-_CONTROL = dict.fromkeys([*range(0x20), 0x7F], "?")
 
 
 def safe(facts: dict[str, Any]) -> None:
@@ -212,4 +206,4 @@ def safe(facts: dict[str, Any]) -> None:
     for name, width in _WIDTHS.items():
         value = facts.get(name)
         if isinstance(value, str):
-            facts[name] = value.translate(_CONTROL)[:width]
+            facts[name] = one_line(value)[:width]

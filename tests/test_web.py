@@ -603,7 +603,10 @@ def test_new_chat_settings_model_system_prompt_temperature(
 def test_autoscroll_follows_only_at_the_bottom(browser: Browser, gateway: ServerProcess) -> None:
     page = new_page(browser, gateway, viewport={"width": 900, "height": 500})
     try:
-        chat = new_conversation(gateway.url, model="sim", options=slow(200, 380))
+        # Temperature 0: the same (long enough) answer every run; a sampled one may be
+        # too short to scroll before it ends.
+        options = {"temperature": 0, **slow(200, 380)}
+        chat = new_conversation(gateway.url, model="sim", options=options)
         open_chat(page, chat["id"])
         send(page, "Write a long explanation of queues")
         distance = (

@@ -18,6 +18,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
+# Real Node.js clients (the `openai` package) that tests run against the gateway.
+NODE_CLIENTS := tests/node/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
 run: $(VENV)/.installed
 	$(BIN)/sluice serve
 
@@ -33,7 +38,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-test services
+unit: $(VENV)/.installed-test $(NODE_CLIENTS) services
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit

@@ -9,6 +9,7 @@
     │   ├── UnsupportedMediaType  a JSON endpoint sent something else     415
     │   ├── MisdirectedRequest   a Host this gateway does not serve       421
     │   ├── ModelNotFound                                                 404
+    │   ├── ContentFiltered      a guardrail blocked the request          400
     │   └── NotFound             an unknown stream, conversation …        404
     ├── AuthenticationError      no or a wrong key / session              401
     ├── PermissionDenied         a key that may not do this               403
@@ -100,6 +101,16 @@ class MisdirectedRequest(RequestError):
 class ModelNotFound(RequestError):
     status = 404
     code = "model_not_found"
+
+
+class ContentFiltered(RequestError):
+    """A guardrail blocked the request's input; nothing was sent upstream."""
+
+    code = "content_filter"
+
+    def __init__(self, message: str, *, category: str, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.category = category
 
 
 class NotFound(RequestError):

@@ -112,6 +112,8 @@ class Runtime:
             observer=observer,
             on_attempt=tracer.attempt if tracer is not None else None,
         )
+        if settings.telemetry:
+            engine.guardrails.on_match = metrics.guardrail_matched
         sessions: Sessions = (
             RedisSessions(client, settings.session_seconds, settings.redis_prefix)
             if client is not None

@@ -7,7 +7,6 @@ through constructors. Secrets are ``SecretStr`` so a ``repr`` never shows them.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -28,68 +27,21 @@ from pydantic_settings import (
 )
 
 from sluice.errors import ConfigError
+from sluice.guard.config import GuardrailConfig
+
+# The model table's types live in sluice.model_config; re-exported for existing imports.
+from sluice.model_config import OPENAI_DEFAULT_MODELS as OPENAI_DEFAULT_MODELS
+from sluice.model_config import ModelConfig as ModelConfig
+from sluice.model_config import Price as Price
+from sluice.model_config import RetryPolicy as RetryPolicy
+from sluice.model_config import Timeouts as Timeouts
+from sluice.model_config import default_models as default_models
 from sluice.wire.storable import DEFAULT_MAX_JSON_BYTES
 
 DisconnectPolicy = Literal["cancel", "detach"]
 
 #: Shortest master key accepted.
 MIN_MASTER_KEY = 16
-
-#: What `OPENAI_API_KEY` alone adds: the usual OpenAI chat models, served under their own names.
-OPENAI_DEFAULT_MODELS = (
-    "gpt-4o",
-    "gpt-4o-mini",
-    "gpt-4.1",
-    "gpt-4.1-mini",
-    "gpt-4.1-nano",
-    "o4-mini",
-    "gpt-5",
-    "gpt-5-mini",
-    "gpt-5-nano",
-)
-
-
-class Timeouts(BaseModel):
-    """Seconds; each expiry is its own error (code ``<name>_timeout``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Opening the TCP (and TLS) connection to the upstream.
-    connect: float = Field(default=10.0, gt=0)
-    #: From the request to the first token (text, reasoning or tool call).
-    first_token: float = Field(default=300.0, gt=0)
-    #: Longest silence between two chunks once tokens flow.
-    idle: float = Field(default=120.0, gt=0)
-    #: The whole answer.
-    total: float = Field(default=1800.0, gt=0)
-
-
-class RetryPolicy(BaseModel):
-    """Retries of one model before the first byte reaches the client."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Attempts in all, the first included (1 = no retry).
-    attempts: int = Field(default=3, ge=1, le=20)
-    backoff_initial: float = Field(default=0.25, ge=0)
-    backoff_max: float = Field(default=8.0, ge=0)
-    #: No retry starts after this many seconds spent on this model.
-    max_elapsed: float = Field(default=30.0, ge=0)
-    #: An upstream ``Retry-After`` longer than this is not waited for: the request falls
-    #: back, or the client gets the 429/503 with that ``Retry-After``.
-    max_retry_after: float = Field(default=5.0, ge=0)
-
-
-class Price(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Currency units per million prompt tokens.
-    input: float = Field(ge=0)
-    #: Currency units per million completion tokens.
-    output: float = Field(ge=0)
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
 
 
 class AlertRules(BaseModel):
@@ -119,77 +71,6 @@ class AlertRules(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
-
-
-class ModelConfig(BaseModel):
-    """One model clients can ask for, and how to reach it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, description="the name clients ask for")
-    provider: str = Field(min_length=1, description="a registered provider: openai, sim, …")
-    base_url: str | None = None
-    api_key: SecretStr | None = None
-    api_key_env: str | None = None
-    upstream_model: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    #: Other configured models tried in order when this one fails before output.
-    fallbacks: list[str] = Field(default_factory=list)
-    #: Seconds a failed upstream is skipped by later requests.
-    cooldown: float = Field(default=30.0, ge=0)
-    #: Continue on the next fallback when this upstream fails mid-answer.
-    failover: bool = False
-    #: Tokens of history + new message the chat API sends this model per turn.
-    context_tokens: int = Field(default=8192, ge=256)
-    #: Price per million tokens, for cost budgets: {input = 2.5, output = 10.0}.
-    price: Price | None = None
-    #: Answers of this model are cached even when not deterministic (true), never
-    #: (false), or when the request is deterministic or asks (unset).
-    cache: bool | None = None
-    #: Seconds its cached answers live (default: the gateway's ``cache_ttl_seconds``).
-    cache_ttl_seconds: float | None = Field(default=None, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
-
-    def resolved_api_key(self) -> str | None:
-        """The key itself, from `api_key` or the environment variable `api_key_env` names."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        if self.api_key_env:
-            return os.environ.get(self.api_key_env)
-        return None
-
-    @property
-    def upstream_name(self) -> str:
-        return self.upstream_model or self.name
-
-
-def default_models(environ: dict[str, str] | os._Environ[str] | None = None) -> list[ModelConfig]:
-    """The simulated models, plus OpenAI's when `OPENAI_API_KEY` is set."""
-    env = os.environ if environ is None else environ
-    models = [
-        ModelConfig(name="sim", provider="sim"),
-        ModelConfig(name="sim-echo", provider="sim", options={"style": "echo"}),
-        ModelConfig(
-            name="sim-fast", provider="sim", options={"ttft_ms": 0, "tokens_per_second": 0}
-        ),
-    ]
-    if env.get("OPENAI_API_KEY"):
-        base_url = env.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        models += [
-            ModelConfig(
-                name=name, provider="openai", base_url=base_url, api_key_env="OPENAI_API_KEY"
-            )
-            for name in OPENAI_DEFAULT_MODELS
-        ]
-    return models
 
 
 class _TableSource(PydanticBaseSettingsSource):
@@ -283,6 +164,18 @@ class Settings(BaseSettings):
     #: Identical eligible requests in flight share one upstream generation.
     coalesce: bool = True
 
+    #: Days a stored Responses API response (``store``) is kept for ``GET`` and
+    #: ``previous_response_id``.
+    responses_days: float = Field(default=30.0, gt=0)
+
+    # -- guardrails (docs/GUARDRAILS.md) -----------------------------------------------
+    #: ``[[guardrails]]``: rules checking the input before any upstream call and the
+    #: answer as it streams.
+    guardrails: list[GuardrailConfig] = Field(default_factory=list)
+    #: Characters of each answer held back for output rules to see across chunks: a
+    #: match up to this long is masked before any of it leaves.
+    guardrail_window: int = Field(default=64, ge=8, le=4096)
+
     # -- observability -------------------------------------------------------------
     #: Metrics, the per-request log line and the request log. Off only to measure what
     #: they cost (``sluice bench --features off``).
@@ -295,6 +188,14 @@ class Settings(BaseSettings):
     alerts: AlertRules = Field(default_factory=AlertRules)
     #: Log lines as JSON objects, as plain text, or JSON unless stderr is a terminal.
     log_format: Literal["auto", "json", "text"] = "auto"
+
+    @model_validator(mode="after")
+    def _guardrails_unique(self) -> Settings:
+        names = [g.name for g in self.guardrails]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"guardrail names must be unique; repeated: {duplicates}")
+        return self
 
     @model_validator(mode="after")
     def _cache_backend_reachable(self) -> Settings:

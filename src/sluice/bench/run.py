@@ -29,6 +29,19 @@ base_url = "{upstream}/v1"
 upstream_model = "sim"
 """
 
+#: ``--guardrails on``: what a deployment that moderates typically runs on every answer.
+GUARDRAILS_CONFIG = """
+[[guardrails]]
+name = "pii"
+kind = "pii"
+action = "mask"
+
+[[guardrails]]
+name = "banned"
+kind = "keywords"
+words = ["forbidden phrase", "ばくだん", "explode now"]
+"""
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -46,9 +59,12 @@ class BenchOptions:
     #: What a production gateway runs besides the relay (today: metrics, the request
     #: log and its log line); off measures the relay alone.
     features: bool = True
+    #: Input and output guardrails (PII masking, a keyword block) on every answer.
+    guardrails: bool = False
 
     def gateway_config(self, upstream: str) -> str:
-        return GATEWAY_CONFIG.format(upstream=upstream, telemetry=str(self.features).lower())
+        config = GATEWAY_CONFIG.format(upstream=upstream, telemetry=str(self.features).lower())
+        return config + (GUARDRAILS_CONFIG if self.guardrails else "")
 
 
 @dataclass
@@ -71,7 +87,8 @@ class BenchReport:
             f"sluice bench: {o.streams} concurrent streams, {o.streams * o.rounds} in all, "
             f"{o.chunks} tokens each; upstream `sluice sim` at ttft {o.ttft_ms:g} ms, "
             f"{o.tokens_per_second:g} tokens/s per stream (jitter {o.jitter:g}); "
-            f"features {'on' if o.features else 'off'}; each round starts its streams at once",
+            f"features {'on' if o.features else 'off'}; "
+            f"guardrails {'on' if o.guardrails else 'off'}; each round starts its streams at once",
             "",
             f"{'':26}{'direct':>12}{'via gateway':>14}{'added':>10}",
         ]

@@ -44,6 +44,10 @@ def cached_usage(event: Event) -> Event:
     return event
 
 
+#: Finish reasons of answers that were cut short: stopped, or blocked by a guardrail.
+_CUT = ("incomplete", "content_filter")
+
+
 def storable(events: Sequence[Event], choices: int) -> bool:
     """Whether ``events`` are a whole answer of ``choices`` choices."""
     finished: set[int] = set()
@@ -52,7 +56,7 @@ def storable(events: Sequence[Event], choices: int) -> bool:
         if kind is StreamError or kind is Failover:
             return False
         if kind is Finish:
-            if event.reason == "incomplete":  # type: ignore[union-attr]
+            if event.reason in _CUT:  # type: ignore[union-attr]
                 return False
             finished.add(event.index)  # type: ignore[union-attr]
     return finished == set(range(choices))

@@ -270,6 +270,10 @@ class ChatService:
         request = chat_request_from_body(
             {**options, "model": model, "messages": messages, "stream": True}
         )
+        rules = self.engine.guardrails.select(model, principal.key_names)
+        request = await self.engine.guardrails.check_input(request, rules)
+        # The question is stored as the model saw it: masked.
+        question = request.messages[-1]["content"]
         decision = await self._decide(request, principal, control, paced)
         # Admitted (key, limits, budget) before anything is stored.
         ticket, allowance = await self._admit(principal, request, decision)
@@ -288,6 +292,7 @@ class ChatService:
                 allowed=principal.key.allows if principal.key else None,
                 on_finish=self._finishers(ticket, decision),
                 source=decision.source if decision else None,
+                guard=rules.output,
             )
         except BaseException:
             self._release(ticket, decision)
@@ -298,7 +303,7 @@ class ChatService:
             parent = plan.reuse
             if parent is None:
                 stored = await self.store.add_message(
-                    Message(new_id(), conversation.id, plan.parent, "user", plan.question)
+                    Message(new_id(), conversation.id, plan.parent, "user", question)
                 )
                 parent = stored.id
             await self.store.add_message(
@@ -321,7 +326,7 @@ class ChatService:
         self._savers.add(saver)
         saver.task.add_done_callback(lambda _: self._savers.discard(saver))
         if not conversation.title:
-            await self.store.update_conversation(conversation.id, title=title_from(plan.question))
+            await self.store.update_conversation(conversation.id, title=title_from(question))
         return Turn(generation, conversation.id, answer_id, model, decision)
 
     async def _plan(self, turn: TurnRequest, conversation_id: str) -> _Plan:
@@ -361,6 +366,8 @@ class ChatService:
         request = chat_request_from_body(
             {**(turn.options or {}), "model": model, "messages": messages, "stream": True}
         )
+        rules = self.engine.guardrails.select(model, principal.key_names)
+        request = await self.engine.guardrails.check_input(request, rules)
         decision = await self._decide(request, principal, control, paced)
         ticket, allowance = await self._admit(principal, request, decision)
         try:
@@ -373,6 +380,7 @@ class ChatService:
                 allowed=principal.key.allows if principal.key else None,
                 on_finish=self._finishers(ticket, decision),
                 source=decision.source if decision else None,
+                guard=rules.output,
             )
         except BaseException:
             self._release(ticket, decision)

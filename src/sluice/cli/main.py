@@ -39,7 +39,15 @@ def fail(message: str, code: int) -> typer.Exit:
 
 @app.command()
 def serve(
-    config: ConfigOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-C",
+            envvar="SLUICE_CONFIG",
+            help="TOML config file ([[models]] tables and settings).",
+        ),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind [default: 8000].")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1].")] = None,
@@ -172,6 +180,13 @@ def bench(
             help="on: the gateway as deployed (metrics, request log); off: the relay alone."
         ),
     ] = "on",
+    guardrails: Annotated[
+        str,
+        typer.Option(
+            help="on: PII masking and a keyword block on input and output (the hold-back "
+            "window on every answer); off: none."
+        ),
+    ] = "off",
     port: Annotated[int, typer.Option(help="Port for the gateway under test.")] = 18080,
     upstream_port: Annotated[int, typer.Option(help="Port for the sim upstream.")] = 19090,
     hold: Annotated[
@@ -209,8 +224,11 @@ def bench(
 
     if features not in ("on", "off"):
         raise fail(f"--features {features!r}: pick on or off", 2)
+    if guardrails not in ("on", "off"):
+        raise fail(f"--guardrails {guardrails!r}: pick on or off", 2)
     options = BenchOptions(
         features=features == "on",
+        guardrails=guardrails == "on",
         streams=streams,
         rounds=rounds,
         chunks=chunks,

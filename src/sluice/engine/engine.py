@@ -32,6 +32,8 @@ from sluice.engine.stats import RecentAnswers
 from sluice.engine.stream import LocalStream, SharedStream, Stream, StreamInfo, batches
 from sluice.errors import ModelNotFound, NotFound, ShuttingDown, SluiceError, Unavailable
 from sluice.events import Event
+from sluice.guard.guardrails import Guardrails
+from sluice.guard.rules import Rule
 from sluice.owners import ANONYMOUS, may_reach
 from sluice.providers.base import VALIDATE, Provider, ProviderContext, ProviderFactory
 from sluice.providers.http_client import HttpClient
@@ -73,6 +75,10 @@ class Engine:
         #: Told of every upstream attempt (traces); None when tracing is off.
         self.on_attempt = on_attempt
         self.http = HttpClient()
+        #: Input and output rules (``[[guardrails]]``); the engine guards every answer.
+        self.guardrails = Guardrails(
+            settings.guardrails, window=settings.guardrail_window, http=self.http
+        )
         context = ProviderContext(http=self.http, settings=settings)
         found = providers.available() if factories is None else factories
         self._configs: dict[str, ModelConfig] = {m.name: m for m in settings.models}
@@ -122,6 +128,14 @@ class Engine:
     ) -> AsyncIterator[list[Event]]:
         return self._providers[candidate.name].stream(request)
 
+    def _guarded(self, opener: Opener, rules: list[Rule]) -> Opener:
+        guardrails = self.guardrails
+
+        def guarded(candidate: Candidate, request: ChatRequest) -> AsyncIterator[list[Event]]:
+            return guardrails.guard(opener(candidate, request), rules, request.messages)
+
+        return guarded
+
     def start(
         self,
         request: ChatRequest,
@@ -136,6 +150,7 @@ class Engine:
         on_finish: Sequence[Callable[[Generation], None]] = (),
         source: AsyncIterator[list[Event]] | None = None,
         deferred: bool = False,
+        guard: Sequence[Rule] | None = None,
     ) -> Generation:
         """Start one answer. ``owner`` is the principal that may read, resume and stop
         it; ``format`` and the ids are how its edge speaks it (also on replay);
@@ -145,7 +160,8 @@ class Engine:
         an identical answer already in flight): no upstream call, no retries.
         ``deferred``: made and registered, but run only once someone calls its
         ``start`` (a shared answer must not call the model for a request that is then
-        refused)."""
+        refused). ``guard``: the output rules for this caller (default: the model's
+        rules for callers without a key); they see every answer, cached ones too."""
         provider = self.provider(request.model)  # ModelNotFound before anything starts
         validate = getattr(provider, VALIDATE, None)
         if validate is not None:
@@ -173,11 +189,17 @@ class Engine:
             conversation_id=conversation_id,
             message_id=message_id,
         )
+        opener = self._open_attempt if source is None else _given(source)
+        rules = (
+            list(guard) if guard is not None else self.guardrails.select(request.model, None).output
+        )
+        if rules:
+            opener = self._guarded(opener, rules)
         generation = Generation(
             info,
             request,
             route,
-            self._open_attempt if source is None else _given(source),
+            opener,
             policy=policy,
             timeouts=config.timeouts,
             on_done=self._finished,

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from sluice.chat.recovery import Recovery
 from sluice.errors import ShuttingDown, SluiceError
 from sluice.http.admin import build_router as build_access_router
+from sluice.http.answers import EdgeLimits
 from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
 from sluice.http.boundary import Boundary
 from sluice.http.cache_admin import build_router as build_cache_router
@@ -33,9 +34,15 @@ from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
 from sluice.http.gate import PRINCIPAL, Gate
 from sluice.http.memory import ProcessMemory
+from sluice.http.messages import PATH as MESSAGES_PATH
+from sluice.http.messages import PATHS as MESSAGES_PATHS
+from sluice.http.messages import Messages, anthropic_errors, resumed_messages
 from sluice.http.metrics import MetricsEndpoint
+from sluice.http.moderations import build_router as build_moderations_router
 from sluice.http.openapi_docs import ERRORS, document
 from sluice.http.requests_admin import build_router as build_requests_router
+from sluice.http.responses import PREFIX as RESPONSES_PREFIX
+from sluice.http.responses import Responses
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.streams_admin import build_router as build_streams_router
@@ -47,6 +54,7 @@ from sluice.runtime import Runtime
 from sluice.settings import Settings
 from sluice.store.database import migrate
 from sluice.store.request_log import RequestLogStore
+from sluice.store.responses import ResponseStore
 from sluice.telemetry.record import RequestRecord
 from sluice.wire.errors import error_object
 
@@ -110,14 +118,15 @@ class Gateway:
         self.metrics_endpoint = MetricsEndpoint(self.metrics, self.gate, token)
         self.quota = self.runtime.quota
         self.cache = self.runtime.cache
-        self.completions = ChatCompletions(
-            self.engine,
-            self.quota,
-            self.cache,
-            max_body_bytes=settings.max_body_bytes,
-            keepalive_seconds=settings.keepalive_seconds,
-            send_timeout_seconds=settings.send_timeout_seconds,
+        limits = EdgeLimits(
+            settings.max_body_bytes, settings.keepalive_seconds, settings.send_timeout_seconds
         )
+        self.completions = ChatCompletions(self.engine, self.quota, self.cache, limits)
+        self.messages = Messages(self.engine, self.quota, self.cache, limits)
+        responses_store = ResponseStore(
+            self.store.engine, keep_seconds=settings.responses_days * 86400
+        )
+        self.responses = Responses(self.engine, self.quota, self.cache, limits, responses_store)
         #: Set once the drain deadline passed: relays of other instances' streams end
         #: in-band (their clients resume elsewhere).
         self.stopped = asyncio.Event()
@@ -126,6 +135,7 @@ class Gateway:
             keepalive_seconds=settings.keepalive_seconds,
             send_timeout_seconds=settings.send_timeout_seconds,
             stopped=self.stopped,
+            encoders={"responses": self.responses.encoder, "messages": resumed_messages},
         )
         self.chat = self.runtime.chat
         self.chat_endpoint = ChatEndpoint(
@@ -182,6 +192,8 @@ class Gateway:
             if wrapped is None:
                 return  # a preflight, answered
             send = wrapped
+            if scope["path"].startswith(MESSAGES_PATH):
+                send = anthropic_errors(send)  # Anthropic's error bodies, the door's too
         if kind == "http" and scope["path"] == "/metrics":
             await self.metrics_endpoint(scope, receive, send)  # its own credentials
             return
@@ -197,6 +209,12 @@ class Gateway:
                 return
             if path == "/v1/chat/completions":
                 await self.completions(scope, receive, send)
+                return
+            if path in MESSAGES_PATHS:
+                await self.messages(scope, receive, send)
+                return
+            if path == RESPONSES_PREFIX or path.startswith(RESPONSES_PREFIX + "/"):
+                await self.responses(scope, receive, send)
                 return
             if path.startswith(STREAMS_PREFIX):
                 await self.streams(scope, receive, send)
@@ -224,6 +242,7 @@ class Gateway:
         await asyncio.sleep(0.1)
 
     async def aclose(self) -> None:
+        await self.responses.aclose()
         await self.recovery.aclose()
         await self.runtime.aclose()
 
@@ -288,6 +307,7 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     api.include_router(build_router(gateway.store, gateway.engine))
     api.include_router(build_cache_router(gateway.cache))
+    api.include_router(build_moderations_router(gateway.engine.guardrails))
     api.include_router(build_requests_router(RequestLogStore(gateway.store.engine)))
     api.include_router(build_streams_router(gateway.engine, gateway.keys))
     api.include_router(

@@ -6,6 +6,8 @@
   (``wire.chat_frames``), for ``POST /chat`` and its resume.
 - ``ChatSocketFrames``: the same frames as WebSocket messages, each with its
   ``stream_id`` and ``seq``.
+- ``ResponsesRecords``: the Responses API's semantic events (``wire.responses_events``),
+  resumable at a ``sequence_number``.
 
 A new API (Responses, Messages) is one more class here.
 """
@@ -19,6 +21,7 @@ from sluice.events import Event, StreamError
 from sluice.wire.chat_frames import ChatFrames, Frame, TurnMetrics, sse
 from sluice.wire.errors import stream_error_body
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
+from sluice.wire.responses_events import ResponseWriter, sse_record
 
 
 def failed(stream: Stream) -> bool:
@@ -159,3 +162,55 @@ class ChatSocketFrames(_Turn):
 
     def interruption(self, error: StreamError) -> list[Frame]:
         return [self._tagged(None, self.error_frame(error))]
+
+
+class ResponsesRecords:
+    """``/v1/responses`` records. Resume offsets are sequence numbers: records up to
+    ``after`` are built (the writer's state must be as if they were sent), not sent.
+    ``numbered``: each record also carries its number as the SSE ``id``.
+
+    ``response.created`` goes out with the first events, not before them: until then
+    the status is still open, and an error that comes first is an HTTP error, as on
+    chat completions."""
+
+    __slots__ = ("_after", "_numbered", "_opened", "_writer")
+
+    def __init__(self, writer: ResponseWriter, *, after: int = -1, numbered: bool = False) -> None:
+        self._writer = writer
+        self._after = after
+        self._numbered = numbered
+        self._opened = False
+
+    def resume(self, after: int) -> None:
+        self._after = after
+
+    def _opening(self) -> list[dict[str, Any]]:
+        if self._opened:
+            return []
+        self._opened = True
+        return self._writer.opening()
+
+    def _bytes(self, records: list[dict[str, Any]]) -> bytes | None:
+        after, numbered = self._after, self._numbered
+        body = b"".join(
+            sse_record(record, numbered=numbered)
+            for record in records
+            if record["sequence_number"] > after
+        )
+        return body or None
+
+    def opening(self) -> bytes | None:
+        return None
+
+    def encode(self, events: list[Event], first: int) -> bytes | None:
+        opening = self._opening()  # numbered before the events' records
+        return self._bytes([*opening, *self._writer.feed(events)])
+
+    def closing(self, stream: Stream) -> bytes | None:
+        opening = self._opening()
+        record = self._writer.closing()
+        return self._bytes([*opening, *([] if record is None else [record])])
+
+    def interruption(self, error: StreamError) -> bytes:
+        opening = self._bytes(self._opening()) or b""
+        return opening + sse_record(self._writer.interruption(error))

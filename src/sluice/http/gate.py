@@ -32,6 +32,15 @@ def principal_of(scope: Scope) -> Principal:
     return principal
 
 
+def authorization(scope: Scope) -> bytes | None:
+    """The Authorization header; Anthropic's clients send the key as ``x-api-key``
+    instead, which counts as ``Bearer <key>``."""
+    value = header(scope, b"authorization")
+    if value is None and (key := header(scope, b"x-api-key")) is not None:
+        return b"Bearer " + key
+    return value
+
+
 def cookie(scope: Scope, name: str) -> str | None:
     raw = header(scope, b"cookie")
     if not raw:
@@ -79,7 +88,7 @@ class Gate:
                         (
                             b"access-control-allow-headers",
                             b"authorization, content-type, x-csrf-token, last-event-id, "
-                            b"x-sluice-on-disconnect",
+                            b"x-sluice-on-disconnect, x-api-key, anthropic-version",
                         ),
                         (b"access-control-max-age", b"600"),
                     ],
@@ -121,7 +130,7 @@ class Gate:
             return True
         try:
             principal = await self.access.authenticate(
-                header(scope, b"authorization"), cookie(scope, SESSION_COOKIE)
+                authorization(scope), cookie(scope, SESSION_COOKIE)
             )
             if principal.session is not None:
                 self._check_csrf(scope, principal)
@@ -138,7 +147,7 @@ class Gate:
         if scope["path"] in ("/", "/v1/session") or scope["path"].startswith(_EXEMPT):
             return
         principal = await self.access.authenticate(
-            header(scope, b"authorization"), cookie(scope, SESSION_COOKIE)
+            authorization(scope), cookie(scope, SESSION_COOKIE)
         )
         if principal.owner != principal_of(scope).owner:
             raise AuthenticationError("The credentials of this connection changed; reconnect.")

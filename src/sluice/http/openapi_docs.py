@@ -16,7 +16,9 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel
 
 from sluice.chat.service import TurnRequest
+from sluice.wire.anthropic_request import CountTokensBody, MessagesBody
 from sluice.wire.openai_request import ChatCompletionBody
+from sluice.wire.responses_request import ResponsesBody
 
 
 class ErrorDetail(BaseModel):
@@ -61,6 +63,10 @@ SSE_EVENT = {
     },
 }
 SSE = {"text/event-stream": {"schema": SSE_EVENT}}
+
+
+class TokenCount(BaseModel):
+    input_tokens: int
 
 
 class StreamState(BaseModel):
@@ -176,7 +182,7 @@ _LINKS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...], str], ...] = (
             (("/v1/streams/{stream_id}", "get"), ("/v1/streams/{stream_id}/cancel", "post")),
             "stream_id",
         )
-        for path in ("/v1/chat/completions", "/chat")
+        for path in ("/v1/chat/completions", "/chat", "/v1/messages")
     ),
 )
 
@@ -205,6 +211,15 @@ _COMPLETION_EXAMPLE: Example = {
         "messages": [{"role": "user", "content": "Explain backpressure"}],
         "stream": True,
         "max_tokens": 20,
+    },
+}
+_MESSAGE_EXAMPLE: Example = {
+    "summary": "A short streamed message from the simulated model",
+    "value": {
+        "model": "sim",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "Explain backpressure"}],
+        "stream": True,
     },
 }
 _TURN_EXAMPLE: Example = {
@@ -240,6 +255,66 @@ def document(api: FastAPI) -> None:
         body: Annotated[ChatCompletionBody, Body(openapi_examples={"stream": _COMPLETION_EXAMPLE})],
         x_sluice_on_disconnect: str | None = Header(default=None, pattern="^(cancel|detach)$"),
     ) -> Any:
+        return unreachable()
+
+    @api.post(
+        "/v1/responses",
+        tags=["openai"],
+        summary="OpenAI's Responses API (stream and non-stream), on the same engine",
+        responses={200: {"content": {"application/json": {}, **SSE}}, **ERRORS},
+    )
+    def create_response(
+        body: ResponsesBody,
+        x_sluice_on_disconnect: str | None = Header(default=None, pattern="^(cancel|detach)$"),
+    ) -> Any:
+        return unreachable()
+
+    @api.get(
+        "/v1/responses/{response_id}",
+        tags=["openai"],
+        summary="A stored response; with `stream=true`, resume it after `starting_after`",
+        responses={200: {"content": {"application/json": {}, **SSE}}, **ERRORS},
+    )
+    def get_response(
+        response_id: str,
+        stream: bool = Query(default=False),
+        starting_after: int | None = Query(default=None, ge=0),
+    ) -> Any:
+        return unreachable()
+
+    @api.delete("/v1/responses/{response_id}", tags=["openai"], responses=ERRORS)
+    def delete_response(response_id: str) -> Any:
+        return unreachable()
+
+    @api.post(
+        "/v1/responses/{response_id}/cancel",
+        tags=["openai"],
+        summary="Stop a running response; what it wrote is kept, its status is cancelled",
+        responses=ERRORS,
+    )
+    def cancel_response(response_id: str) -> Any:
+        return unreachable()
+
+    @api.post(
+        "/v1/messages",
+        tags=["anthropic"],
+        summary="Anthropic's Messages API (stream and non-stream), on the same engine",
+        responses={200: {"content": {"application/json": {}, **SSE}}, **ERRORS},
+    )
+    def create_message(
+        body: Annotated[MessagesBody, Body(openapi_examples={"stream": _MESSAGE_EXAMPLE})],
+        x_sluice_on_disconnect: str | None = Header(default=None, pattern="^(cancel|detach)$"),
+    ) -> Any:
+        return unreachable()
+
+    @api.post(
+        "/v1/messages/count_tokens",
+        tags=["anthropic"],
+        summary="A Messages request's input tokens, estimated as limits and budgets count them",
+        response_model=TokenCount,
+        responses=ERRORS,
+    )
+    def count_message_tokens(body: CountTokensBody) -> Any:
         return unreachable()
 
     @api.post(

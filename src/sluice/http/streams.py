@@ -12,6 +12,7 @@ kept, its choices finish as ``incomplete``. Another principal's stream is "not f
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -22,10 +23,14 @@ from sluice.events import Finish, StreamError, Usage
 from sluice.http.asgi import Receive, Scope, Send, header, json_dumps, send_error, send_json
 from sluice.http.encoders import ChatEvents, OpenAIChunks
 from sluice.http.gate import principal_of
-from sluice.http.relay import Cut, relay
+from sluice.http.relay import Cut, Encoder, relay
 from sluice.http.transports import SSEResponse
 
 PREFIX = "/v1/streams/"
+
+#: Builds the encoder a resumed stream of one API is written with (its SSE ``id``s
+#: numbered): for the APIs whose encoder needs more than the stream's info.
+EncoderFactory = Callable[..., Awaitable[Encoder[Any]]]
 #: How long a cancel waits for the stream's end to report its final state.
 CANCEL_WAIT_SECONDS = 10.0
 
@@ -38,8 +43,10 @@ class Streams:
         keepalive_seconds: float,
         send_timeout_seconds: float | None = None,
         stopped: asyncio.Event | None = None,
+        encoders: Mapping[str, EncoderFactory] | None = None,
     ) -> None:
         self._engine = engine
+        self._encoders = dict(encoders or {})
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
         self._stopped = stopped
@@ -57,19 +64,28 @@ class Streams:
             if (action, method) not in (("", "GET"), ("cancel", "POST")):
                 raise RequestError("Method not allowed.", status=405, code="method_not_allowed")
             if action == "":
-                await self._replay(stream, _after(scope), receive, send)
+                await self._replay(stream, _after(scope) if resumed(scope) else None, receive, send)
             else:
                 await self._cancel(stream, send)
         except SluiceError as exc:
             await send_error(send, exc)
 
-    async def _replay(self, stream: Stream, after: int, receive: Receive, send: Send) -> None:
+    async def _replay(
+        self, stream: Stream, after: int | None, receive: Receive, send: Send
+    ) -> None:
+        """``after``: the last record the client has (None: it has nothing)."""
         info = stream.info
-        encoder = (
-            ChatEvents(info, start=True)
-            if info.format == "chat"
-            else OpenAIChunks(info, numbered=True)
-        )
+        factory = self._encoders.get(info.format)
+        encoder: Encoder[Any]
+        if factory is not None:
+            # Its own count (the Responses API's sequence numbers start at 0): the
+            # encoder skips what the client has; the relay replays from the start.
+            encoder = await factory(info, numbered=True, after=-1 if after is None else after)
+            after = None
+        elif info.format == "chat":
+            encoder = ChatEvents(info, start=True)
+        else:
+            encoder = OpenAIChunks(info, numbered=True)
         response = SSEResponse(send, info.id)
         await response.start()
         remote = not isinstance(stream, LocalStream)
@@ -80,7 +96,7 @@ class Streams:
                     stream,
                     encoder,
                     response,
-                    after=after,
+                    after=after or 0,
                     keepalive=self._keepalive,
                     send_timeout=self._send_timeout,
                     receive=receive,
@@ -130,6 +146,12 @@ def _state(
             "total_tokens": usage.total_tokens,
         },
     }
+
+
+def resumed(scope: Scope) -> bool:
+    """Whether the client said where it is (``after`` or Last-Event-ID)."""
+    query = scope.get("query_string", b"")
+    return b"after=" in query or header(scope, b"last-event-id") is not None
 
 
 def _after(scope: Scope) -> int:

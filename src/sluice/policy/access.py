@@ -68,6 +68,11 @@ class Principal:
         return LOCAL if self.local else ANONYMOUS
 
     @property
+    def key_names(self) -> tuple[str, str] | None:
+        """The key's id and name (what key-scoped settings name), None without a key."""
+        return (self.key.id, self.key.name) if self.key is not None else None
+
+    @property
     def admin(self) -> bool:
         """May reach every owner's things (explicitly)."""
         return self.master or self.local

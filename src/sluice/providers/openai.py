@@ -20,17 +20,12 @@ import orjson
 from sluice.errors import (
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
 from sluice.providers.http_client import HttpClient
 from sluice.providers.upstream_errors import error_for_status
-from sluice.request_ids import current_request_id
 from sluice.settings import ModelConfig
-from sluice.traceparent import HEADER as TRACEPARENT
-from sluice.traceparent import current_traceparent
 from sluice.wire.openai_chunks import decode_chunk
 from sluice.wire.openai_request import ChatRequest
 from sluice.wire.sse import SSEDecoder
@@ -73,26 +68,7 @@ class OpenAIProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         data = orjson.dumps(self.upstream_body(request))
-        # The id of the HTTP request this answer is for (the context's), so the upstream's
-        # logs can be matched with ours.
-        headers = self._headers
-        if (request_id := current_request_id()) is not None:
-            headers = {**headers, "X-Request-Id": request_id}
-        # Tracing on: this attempt's span, so an upstream that traces joins the trace.
-        if (trace_context := current_traceparent()) is not None:
-            headers = {**headers, TRACEPARENT: trace_context}
-        try:
-            response = await self._http.session.post(
-                self._url, data=data, headers=headers, timeout=self._timeout
-            )
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamUnavailable(f"cannot reach the upstream: {exc.os_error}") from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(
-                "timed out connecting to the upstream", code="connect_timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"upstream request failed: {exc}") from None
+        response = await self._http.post(self._url, data, self._headers, self._timeout)
         finished = False
         try:
             if response.status != 200:
@@ -134,20 +110,7 @@ class OpenAIProvider:
                 response.close()
 
     async def check(self) -> None:
-        try:
-            async with self._http.session.get(
-                self._models_url,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as response:
-                if response.status >= 500:
-                    raise UpstreamUnavailable(f"upstream answered {response.status}")
-                if response.status in (401, 403):
-                    raise UpstreamError(f"upstream refused the credentials ({response.status})")
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(f"cannot reach the upstream: {exc}") from None
-        except TimeoutError:
-            raise UpstreamTimeout("upstream did not answer within 5 s") from None
+        await self._http.check(self._models_url, self._headers)
 
     async def aclose(self) -> None:
         """The shared HttpClient is closed by its owner."""

@@ -151,4 +151,21 @@ request_log = Table(
     Column("cache", String(16)),
     Column("finish_reason", String(32)),
     Column("error", String(64)),
+    Column("guardrails", String(200)),
+)
+
+#: Responses API responses kept for ``GET``/``previous_response_id``: ``body`` is the
+#: Response object (the request's settings while in progress), ``history`` the chat
+#: messages of the conversation it ended (None until it finished).
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("history", JSON),
 )

@@ -36,8 +36,11 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from sluice.telemetry.record import current as current_record
+
 if TYPE_CHECKING:
     from sluice.engine.generation import Generation
+    from sluice.guard.rules import Match
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -195,6 +198,12 @@ class Metrics:
             "Bytes of answers stored in the response cache.",
             registry=registry,
         )
+        self.guardrails = Counter(
+            "sluice_guardrail_matches",
+            "Guardrail matches that took effect, by rule, action and direction.",
+            ("rule", "action", "direction"),
+            registry=registry,
+        )
         self.loop_lag = Gauge(
             "sluice_event_loop_lag_seconds",
             "How late the event loop ran a timer, at the last look (every half second).",
@@ -306,6 +315,13 @@ class Metrics:
             self.client_tpot.labels(route, name).observe(client_tpot)
 
     # -- the process -----------------------------------------------------------------
+
+    def guardrail_matched(self, match: Match, direction: str) -> None:
+        """A guardrail took effect: counted, and noted on the request's log record."""
+        self.guardrails.labels(match.rule, match.action, direction).inc()
+        record = current_record()
+        if record is not None:
+            record.guardrail(f"{match.rule}:{match.action}")
 
     def start_sampling(self, interval: float = 0.5) -> None:
         """Event-loop lag every ``interval``; CPU and memory every few seconds."""

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 #: Route names for metrics and the log: a fixed set, whatever the path.
 _ROUTES = (
     ("/v1/chat/completions", "chat.completions"),
+    ("/v1/responses", "responses"),
+    ("/v1/messages", "messages"),
     ("/v1/streams/", "streams"),
     ("/v1/conversations", "conversations"),
     ("/v1/admin/", "admin"),
@@ -75,6 +77,14 @@ class RequestRecord:
     coalesced: bool = False
     #: The error answered (its ``code``, or its type when it has none).
     error: str | None = None
+    #: Guardrails that took effect (``rule:action``), each once.
+    guardrails: list[str] | None = None
+
+    def guardrail(self, what: str) -> None:
+        if self.guardrails is None:
+            self.guardrails = [what]
+        elif what not in self.guardrails:
+            self.guardrails.append(what)
 
     @property
     def duration(self) -> float:
@@ -108,6 +118,7 @@ class RequestRecord:
             "cache": self.cache,
             "coalesced": self.coalesced or None,
             "error": self.error,
+            "guardrails": ",".join(self.guardrails)[:200] if self.guardrails else None,
         }
         if generation is not None:
             usage = generation.usage

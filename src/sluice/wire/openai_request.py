@@ -8,7 +8,7 @@ upstreams, so new API parameters work without a gateway release.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,9 @@ from sluice.wire.storable import Unstorable, check_depth
 MAX_CHOICES = 128
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -106,28 +109,46 @@ class ChatRequest:
 def parse_chat_request(raw: bytes, *, max_choices: int = MAX_CHOICES) -> ChatRequest:
     """Bytes of a request body -> ChatRequest, or RequestError (400) naming the field.
     ``n`` above ``max_choices`` (the gateway's ``max_choices`` setting) is refused."""
+    return chat_request_from_body(json_object(raw), max_choices=max_choices)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, nested no deeper than what can be
+    written on to an upstream (orjson writes at most 255 levels); else RequestError."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
-    return chat_request_from_body(body, max_choices=max_choices)
+    checked_depth(body)
+    return body
 
 
-def chat_request_from_body(body: dict[str, Any], *, max_choices: int = MAX_CHOICES) -> ChatRequest:
+def checked_depth(body: dict[str, Any]) -> None:
     try:
-        # The body is written on to upstreams; orjson writes at most 255 levels.
         check_depth(body)
     except Unstorable as exc:
         param = exc.path.lstrip(".") or "body"
         raise RequestError(f"Invalid value for '{param}': {exc.problem}", param=param) from None
+
+
+def validated(model: type[_Model], value: dict[str, Any], *, at: str = "") -> _Model:
+    """``value`` as ``model``, or a RequestError naming the parameter at fault as the
+    client wrote it (``at``: where ``value`` sits in the request, if not at its top)."""
     try:
-        parsed = ChatCompletionBody.model_validate(body)
+        return model.model_validate(value)
     except ValidationError as exc:
         error = exc.errors()[0]
-        param = _param(error["loc"], body, error["type"] == "missing")
+        param = param_path(error["loc"], value, error["type"] == "missing")
+        if at:
+            param = at if param == "body" else f"{at}.{param}"
         raise RequestError(f"Invalid value for '{param}': {error['msg']}", param=param) from None
+
+
+def chat_request_from_body(body: dict[str, Any], *, max_choices: int = MAX_CHOICES) -> ChatRequest:
+    checked_depth(body)
+    parsed = validated(ChatCompletionBody, body)
     if parsed.n is not None and parsed.n > max_choices:
         raise RequestError(
             f"Invalid value for 'n': at most {max_choices} choices per request.", param="n"
@@ -147,7 +168,7 @@ def chat_request_from_body(body: dict[str, Any], *, max_choices: int = MAX_CHOIC
     )
 
 
-def _param(loc: tuple[int | str, ...], body: Any, missing: bool) -> str:
+def param_path(loc: tuple[int | str, ...], body: Any, missing: bool) -> str:
     # Pydantic adds union-member tags to loc ("str", "list[...]"); keep only the path
     # that exists in what the client sent (plus the absent key of a missing field).
     parts: list[str] = []

@@ -89,6 +89,8 @@ class SimStats:
     by_key: dict[str, KeyStats] = field(default_factory=dict)
     requests: int = 0
     active: int = 0
+    #: Calls of ``/v1/moderations`` (a guardrail asking).
+    moderations: int = 0
 
     def attempt(self, key: str | None, messages: list[dict[str, Any]]) -> int:
         self.requests += 1
@@ -112,6 +114,7 @@ class SimStats:
         return {
             "requests": self.requests,
             "active": self.active,
+            "moderations": self.moderations,
             "keys": {
                 key: {
                     "attempts": s.attempts,

@@ -1,0 +1,1 @@
+"""Guardrails: rules that check text going to a model and coming back from it."""

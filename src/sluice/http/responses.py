@@ -1,0 +1,357 @@
+"""The Responses API: ``POST /v1/responses``, ``GET``/``DELETE /v1/responses/{id}``,
+``POST /v1/responses/{id}/cancel``, in plain ASGI.
+
+A Responses request is translated to chat completions (``wire.responses_request``) and
+runs on the same engine as every other answer — cache, limits, budgets, retries,
+fallbacks, cancellation, resume — through the shared admission path
+(``http/answers.py``); only the encoder differs (``ResponsesRecords``). The response id
+is ``resp_`` + the stream id, so ``GET /v1/responses/{id}?stream=true&starting_after=N``
+and ``/v1/streams/{stream id}`` resume the same stream.
+
+Stored responses (``store``, on by default) are kept per owner in the ``responses``
+table: written when the answer starts and again when it ends, off the request path.
+``previous_response_id`` continues the conversation a stored response ended. Another
+principal's response is "not found", like one that never was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from sluice.cache.responses import ResponseCache
+from sluice.engine.engine import Engine
+from sluice.engine.generation import Generation
+from sluice.engine.stream import LocalStream, Stream, StreamInfo
+from sluice.errors import NotFound, RequestError, SluiceError
+from sluice.http.answers import ApiEdge, EdgeLimits
+from sluice.http.asgi import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    content_length,
+    json_dumps,
+    read_body,
+    send_error,
+    send_json,
+)
+from sluice.http.completions import disconnect_policy
+from sluice.http.encoders import ResponsesRecords
+from sluice.http.gate import principal_of
+from sluice.http.relay import Cut, relay
+from sluice.http.transports import SSEResponse
+from sluice.owners import may_reach
+from sluice.policy.quota import Quota
+from sluice.store.responses import ResponseStore, StoredResponse
+from sluice.wire.openai_request import chat_request_from_body
+from sluice.wire.responses_events import (
+    ResponseWriter,
+    response_id,
+    response_object,
+    stream_id_of,
+)
+from sluice.wire.responses_request import (
+    DEFAULT_ECHO,
+    ResponsesRequest,
+    output_messages,
+    parse_responses_request,
+)
+
+logger = logging.getLogger("sluice.http")
+
+PREFIX = "/v1/responses"
+#: How long a cancel waits for the stream's end to report its final state.
+CANCEL_WAIT_SECONDS = 10.0
+#: Waits between tries of a stored response's write (the last try comes after their sum).
+_SAVE_RETRIES = (0.5, 1.0, 2.0)
+
+
+class Responses(ApiEdge):
+    def __init__(
+        self,
+        engine: Engine,
+        quota: Quota,
+        cache: ResponseCache,
+        limits: EdgeLimits,
+        store: ResponseStore,
+    ) -> None:
+        super().__init__(engine, quota, cache, limits)
+        self._store = store
+        #: Writes of stored responses still running (waited for at shutdown).
+        self._saves: set[asyncio.Task[None]] = set()
+        #: The in-progress row's write, by response id: the final write waits for it.
+        self._first_saves: dict[str, asyncio.Task[None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rest = scope["path"][len(PREFIX) :]
+        method = scope["method"]
+        try:
+            if rest in ("", "/"):
+                if method != "POST":
+                    raise _method_not_allowed("POST")
+                await self._create(scope, receive, send)
+                return
+            target, _, action = rest[1:].partition("/")
+            if action == "cancel":
+                if method != "POST":
+                    raise _method_not_allowed("POST")
+                await self._cancel(scope, target, send)
+            elif action:
+                raise RequestError(f"Invalid URL ({method} {scope['path']})", status=404)
+            elif method == "GET":
+                await self._retrieve(scope, target, receive, send)
+            elif method == "DELETE":
+                await self._delete(scope, target, send)
+            else:
+                raise _method_not_allowed("GET or DELETE")
+        except ClientDisconnected:
+            return
+        except SluiceError as exc:
+            await send_error(send, exc)
+        except Cut:
+            return  # returning mid-response makes the server close the connection
+
+    # -- create -------------------------------------------------------------
+
+    async def _create(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(receive, self._limit, content_length(scope))
+        request = parse_responses_request(raw)
+        owner = principal_of(scope).owner
+        history = await self._history(request, owner)
+        chat = chat_request_from_body(request.chat_body(history), max_choices=1)
+        self._engine.provider(chat.model)  # 404 before the request goes any further
+
+        def finished(generation: Generation) -> None:
+            if request.store:
+                self._save_final(generation, request, history)
+
+        started = await self._start(
+            scope, chat, policy=disconnect_policy(scope), format="responses", on_finish=[finished]
+        )
+        generation = started.generation
+        info = generation.info
+        writer = ResponseWriter(response_id(info.id), info.created, info.model, request.echo)
+        if request.store:
+            first = self._save(_stored(info, writer.response("in_progress"), "in_progress"))
+            self._first_saves[response_id(info.id)] = first
+        stream = LocalStream(generation)
+        async with stream.subscribe():
+            if request.stream:
+                response = SSEResponse(send, info.id, started.headers)
+                await self._stream(stream, ResponsesRecords(writer), response, receive)
+            else:
+                await self._respond(stream, request, receive, send, started.headers)
+
+    async def _history(self, request: ResponsesRequest, owner: str) -> list[dict[str, Any]]:
+        previous = request.previous_response_id
+        if previous is None:
+            return []
+        stored = await self._store.get(previous)
+        if stored is None or not may_reach(owner, stored.owner) or stored.history is None:
+            raise NotFound(
+                f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+            )
+        return stored.history
+
+    async def _respond(
+        self,
+        stream: LocalStream,
+        request: ResponsesRequest,
+        receive: Receive,
+        send: Send,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        if not await self._ended(stream, receive):
+            return
+        info = stream.info
+        body = response_object(
+            response_id(info.id), info.created, info.model, request.echo, stream.events
+        )
+        if body["status"] == "failed":
+            error = stream.events[-1]
+            await send_error(send, error)  # type: ignore[arg-type]
+            return
+        await send_json(
+            send, 200, json_dumps(body), [(b"x-sluice-stream-id", info.id.encode()), *extra]
+        )
+
+    # -- stored responses ---------------------------------------------------
+
+    def _save(
+        self, stored: StoredResponse, after: asyncio.Task[None] | None = None
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._write(stored, after))
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
+        return task
+
+    def _save_final(
+        self, generation: Generation, request: ResponsesRequest, history: list[dict[str, Any]]
+    ) -> None:
+        info = generation.info
+        body = response_object(
+            response_id(info.id), info.created, info.model, request.echo, generation.log.events
+        )
+        status = body["status"]
+        conversation = None
+        if status != "failed":
+            conversation = [*history, *request.input_messages, *output_messages(body["output"])]
+        first = self._first_saves.pop(body["id"], None)
+        self._save(_stored(info, body, status, conversation), first)
+
+    async def _write(self, stored: StoredResponse, after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await after  # the start's row first, so the final one wins
+        for wait in (*_SAVE_RETRIES, None):
+            try:
+                await self._store.save(stored)
+                return
+            except Exception as exc:  # any driver error: the store is not usable now
+                if wait is None:
+                    logger.error("could not store response %s: %s", stored.id, exc)
+                    return
+                await asyncio.sleep(wait)
+
+    async def aclose(self) -> None:
+        """Let the stored responses still being written finish (bounded)."""
+        if self._saves:
+            await asyncio.wait(set(self._saves), timeout=sum(_SAVE_RETRIES) + 2)
+
+    # -- one response -------------------------------------------------------
+
+    async def _stored(self, scope: Scope, target: str) -> StoredResponse:
+        stored = await self._store.get(target) if stream_id_of(target) else None
+        if stored is None or not may_reach(principal_of(scope).owner, stored.owner):
+            raise _not_found(target)
+        return stored
+
+    async def _retrieve(self, scope: Scope, target: str, receive: Receive, send: Send) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if query.get("stream", ["false"])[0] == "true":
+            await self._resume(scope, target, _starting_after(query), receive, send)
+            return
+        stored = await self._stored(scope, target)
+        body = stored.body
+        if stored.status == "in_progress":
+            live = await self._live(scope, target)
+            if live is not None:
+                info = live.info
+                body = response_object(target, info.created, info.model, _echo(body), live.events)
+        await send_json(send, 200, json_dumps(body))
+
+    async def _live(self, scope: Scope, target: str) -> Stream | None:
+        stream_id = stream_id_of(target)
+        if stream_id is None:
+            return None
+        try:
+            return await self._engine.open_stream(stream_id, reader=principal_of(scope).owner)
+        except NotFound:
+            return None
+
+    async def _resume(
+        self, scope: Scope, target: str, after: int, receive: Receive, send: Send
+    ) -> None:
+        stream = await self._live(scope, target)
+        if stream is None:
+            raise _not_found(target)
+        encoder = await self.encoder(stream.info, after=after)
+        response = SSEResponse(send, stream.info.id)
+        await response.start()
+        async with stream.subscribe():
+            done = await relay(
+                stream,
+                encoder,
+                response,
+                keepalive=self._keepalive,
+                send_timeout=self._send_timeout,
+                receive=receive,
+            )
+        if done:
+            await response.end()
+
+    async def encoder(
+        self, info: StreamInfo, *, after: int = -1, numbered: bool = False
+    ) -> ResponsesRecords:
+        """The encoder a resumed Responses stream is written with: the request's
+        settings come from the stored response (defaults if it was not stored)."""
+        echo = await self._echo_of(info)
+        writer = ResponseWriter(response_id(info.id), info.created, info.model, echo)
+        return ResponsesRecords(writer, after=after, numbered=numbered)
+
+    async def _echo_of(self, info: StreamInfo) -> dict[str, Any]:
+        with contextlib.suppress(Exception):  # a store outage costs the echo, not the stream
+            stored = await self._store.get(response_id(info.id))
+            if stored is not None:
+                return _echo(stored.body)
+        return DEFAULT_ECHO
+
+    async def _delete(self, scope: Scope, target: str, send: Send) -> None:
+        await self._stored(scope, target)
+        await self._store.delete(target)
+        await send_json(
+            send, 200, json_dumps({"id": target, "object": "response", "deleted": True})
+        )
+
+    async def _cancel(self, scope: Scope, target: str, send: Send) -> None:
+        stream = await self._live(scope, target)
+        if stream is None:
+            stored = await self._stored(scope, target)
+            await send_json(send, 200, json_dumps(stored.body))
+            return
+        async with stream.subscribe():
+            await stream.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                    await stream.wait_end()
+        info = stream.info
+        echo = await self._echo_of(info)
+        body = response_object(target, info.created, info.model, echo, stream.events)
+        await send_json(send, 200, json_dumps(body))
+
+
+def _stored(
+    info: StreamInfo,
+    body: dict[str, Any],
+    status: str,
+    history: list[dict[str, Any]] | None = None,
+) -> StoredResponse:
+    return StoredResponse(
+        id=response_id(info.id),
+        owner=info.owner,
+        model=info.model,
+        status=status,
+        created_at=float(info.created),
+        body=body,
+        history=history,
+    )
+
+
+def _echo(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored Response object's request settings."""
+    return {name: body.get(name, default) for name, default in DEFAULT_ECHO.items()}
+
+
+def _starting_after(query: dict[str, list[str]]) -> int:
+    raw = query.get("starting_after", ["-1"])[0]
+    if raw != "-1" and (not (raw.isascii() and raw.isdigit()) or len(raw) > 18):
+        raise RequestError(
+            "Invalid value for 'starting_after': a non-negative integer is required.",
+            param="starting_after",
+        )
+    return int(raw)
+
+
+def _not_found(target: str) -> NotFound:
+    return NotFound(f"Response with id '{target}' not found.", param="response_id")
+
+
+def _method_not_allowed(allowed: str) -> SluiceError:
+    return RequestError(
+        f"Method not allowed; use {allowed}.", status=405, code="method_not_allowed"
+    )

@@ -424,3 +424,67 @@ async def test_the_node_sdk_aborting_cancels_the_upstream(
     answer = await asyncio.to_thread(node_client, gateway, "relay", {**SLOW, "key": key}, "6")
     assert answer["status"] == "aborted"
     await _until(lambda: upstream_saw(upstream, key)["disconnected"] == 1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_response_can_be_continued_and_read_at_once(client: OpenAI, stream: bool) -> None:
+    # The stored copy is written off the request path; a client that continues or reads
+    # it the moment it was sent must still find it (here, no waiting in between).
+    for _ in range(5):
+        if stream:
+            with client.responses.stream(model="sim", input="one") as events:
+                for _ in events:
+                    pass
+                first = events.get_final_response()
+        else:
+            first = client.responses.create(model="sim", input="one")
+        second = client.responses.create(model="sim", input="two", previous_response_id=first.id)
+        assert second.status == "completed"
+        assert client.responses.retrieve(first.id).id == first.id
+
+
+async def test_a_response_deleted_while_it_runs_stays_deleted(gateway: ServerProcess) -> None:
+    body = {"model": "sim", "input": "long", "stream": True, "sim": SLOW}
+    headers = {**JSON, "X-Sluice-On-Disconnect": "detach"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gateway.url + "/v1/responses", json=body, headers=headers) as r:
+            head = await _records(r, limit=4)
+            response_id = head[0]["response"]["id"]
+            async with session.delete(f"{gateway.url}/v1/responses/{response_id}") as deleted:
+                assert deleted.status == 200
+                assert (await deleted.json())["deleted"] is True
+            tail = await _records(r)  # the answer runs to its end
+        assert tail[-1]["type"] == "response.completed"
+        await asyncio.sleep(0.3)
+        async with session.get(f"{gateway.url}/v1/responses/{response_id}") as r:
+            assert r.status == 404
+        continued = {"model": "sim", "input": "x", "previous_response_id": response_id}
+        async with session.post(gateway.url + "/v1/responses", json=continued) as r:
+            assert r.status == 404
+
+
+def test_a_chain_ends_at_the_models_context(client: OpenAI) -> None:
+    # The test models keep the default 8,192-token context; each turn here is ~6,000.
+    words = "lorem ipsum dolor sit amet " * 900
+    first = client.responses.create(model="sim", input=words)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="sim", input=words, previous_response_id=first.id)
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+async def test_other_apis_streams_are_not_responses(gateway: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        chat = {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with session.post(gateway.url + "/v1/chat/completions", json=chat) as r:
+            stream_id = r.headers["x-sluice-stream-id"]
+            await r.read()
+        for method, path in (
+            ("GET", f"/v1/responses/resp_{stream_id}?stream=true"),
+            ("POST", f"/v1/responses/resp_{stream_id}/cancel"),
+            ("GET", f"/v1/responses/resp_{stream_id}"),
+            ("POST", "/v1/responses/input_tokens"),
+            ("POST", "/v1/responses/compact"),
+        ):
+            async with session.request(method, gateway.url + path) as r:
+                assert r.status == 404, (method, path)

@@ -198,7 +198,12 @@ def test_a_failure_is_response_failed_and_nothing_after() -> None:
     ]
     out = records(events)
     assert out[-1]["type"] == "response.failed"
-    assert out[-1]["response"]["error"] == {"code": "upstream_error", "message": "boom"}
+    assert out[-1]["response"]["error"] == {
+        "code": "server_error",  # a code the SDKs know; sluice's own is the type
+        "message": "boom",
+        "param": None,
+        "type": "upstream_error",
+    }
     body = response_object("resp_abc", 1, "m", DEFAULT_ECHO, events)
     assert body["status"] == "failed"
 
@@ -233,3 +238,52 @@ def test_the_output_goes_back_as_the_next_turns_messages() -> None:
 )
 def test_response_ids(given: str, stream: str | None) -> None:
     assert stream_id_of(given) == stream
+
+
+def test_interleaved_tool_call_pieces_all_reach_the_response() -> None:
+    events: list[Event] = [
+        RoleStart(tool_call=True),
+        ToolCallDelta(0, '{"a":', id="c0", name="f"),
+        ToolCallDelta(1, '{"b":', id="c1", name="g"),
+        ToolCallDelta(0, "1}"),
+        ToolCallDelta(1, "2}"),
+        Finish("tool_calls"),
+    ]
+    body = response_object("resp_abc", 1, "m", DEFAULT_ECHO, events)
+    assert [json.loads(item["arguments"]) for item in body["output"]] == [{"a": 1}, {"b": 2}]
+
+
+def test_an_upstream_call_without_a_name_still_makes_history() -> None:
+    events: list[Event] = [
+        RoleStart(tool_call=True),
+        ToolCallDelta(0, "{}", id="c0"),
+        Finish("tool_calls"),
+    ]
+    body = response_object("resp_abc", 1, "m", DEFAULT_ECHO, events)
+    [message] = output_messages(body["output"])
+    assert message["tool_calls"][0]["function"] == {"name": "", "arguments": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "a\u0000b"}, "input"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_text", "text": "\u0000"}]}]},
+            "input[0].content[0].text",
+        ),
+        ({"input": "x", "instructions": "\u0000"}, "instructions"),
+        ({"input": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+        ({"input": "x", "metadata": {"k": "v" * 513}}, "metadata.k"),
+    ],
+)
+def test_what_a_stored_response_keeps_must_be_storable(body: dict[str, Any], param: str) -> None:
+    raw = json.dumps({"model": "m", **body}).encode()
+    with pytest.raises(RequestError) as caught:
+        parse_responses_request(raw)
+    assert caught.value.param == param
+
+
+def test_unstored_input_may_hold_any_text() -> None:
+    raw = json.dumps({"model": "m", "input": "a\u0000b", "store": False}).encode()
+    assert parse_responses_request(raw).input_messages[0]["content"] == "a\x00b"

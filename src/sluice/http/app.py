@@ -15,11 +15,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sluice.chat.recovery import Recovery
@@ -33,6 +32,8 @@ from sluice.http.chat import ChatEndpoint
 from sluice.http.completions import ChatCompletions
 from sluice.http.conversations import build_router
 from sluice.http.gate import PRINCIPAL, Gate
+from sluice.http.health import build_router as build_health_router
+from sluice.http.json_response import ORJSONResponse
 from sluice.http.memory import ProcessMemory
 from sluice.http.messages import PATH as MESSAGES_PATH
 from sluice.http.messages import PATHS as MESSAGES_PATHS
@@ -46,7 +47,6 @@ from sluice.http.responses import Responses
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.streams_admin import build_router as build_streams_router
-from sluice.http.upstream_health import upstream_health
 from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
 from sluice.request_ids import current_request_id
@@ -87,13 +87,6 @@ _HTTP_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-class ORJSONResponse(JSONResponse):
-    # A JSONResponse, so the OpenAPI document describes bodies as JSON values (for a
-    # plain Response, FastAPI documents every 200 as a string).
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 class Gateway:
@@ -357,72 +350,6 @@ def build_api(gateway: Gateway) -> FastAPI:
             "owned_by": config.provider,
         }
 
-    @api.get("/health")
-    async def summary() -> ORJSONResponse:
-        """What an operator wants at a glance."""
-        engine = gateway.engine
-        upstreams, hints = await upstream_health(engine)
-        state = await engine.check_state()
-        try:
-            await gateway.store.ping()
-            store = "ok"
-        except Exception as exc:  # any driver error means the store is not usable
-            store = f"unreachable: {type(exc).__name__}"
-        reachable = sum(1 for status in upstreams.values() if status == "ok")
-        healthy = bool(reachable) and store == "ok" and all(v == "ok" for v in state.values())
-        alerts = gateway.runtime.alerts.report()
-        if gateway.draining:
-            status = "draining"
-        elif not healthy:
-            status = "down"
-        else:
-            status = "ok" if reachable == len(upstreams) and not alerts else "degraded"
-        body = {
-            "status": status,
-            "uptime_seconds": round(time.time() - gateway.started, 3),
-            **engine.recent.summary(),
-            "active_streams": len(engine.running()),
-            "store": store,
-            "state": state,
-            "upstreams": upstreams,
-            # What to check, for each upstream that is not "ok".
-            "upstream_hints": hints,
-            # Alerts firing now (thresholds in [alerts]).
-            "alerts": alerts,
-        }
-        return ORJSONResponse(body, 200 if healthy and not gateway.draining else 503)
-
-    @api.get("/health/live")
-    async def live() -> ORJSONResponse:
-        engine = gateway.engine
-        body = {
-            "status": "draining" if gateway.draining else "ok",
-            "uptime_seconds": round(time.time() - gateway.started, 3),
-            "streams": {"running": len(engine.running()), "retained": engine.retained},
-        }
-        return ORJSONResponse(body, 503 if gateway.draining else 200)
-
-    @api.get("/health/ready")
-    async def ready() -> ORJSONResponse:
-        if gateway.draining:
-            return ORJSONResponse({"status": "draining"}, 503)
-        upstreams = await gateway.engine.check()
-        reachable = sum(1 for status in upstreams.values() if status == "ok")
-        state = await gateway.engine.check_state()
-        try:
-            await gateway.store.ping()
-            state["store"] = "ok"
-        except Exception as exc:  # any driver error means the store is not usable
-            state["store"] = f"unreachable: {type(exc).__name__}"
-        # Ready while any upstream can serve: one model's outage should not take the
-        # whole gateway out of a load balancer. Shared state down means not ready.
-        healthy = reachable and all(value == "ok" for value in state.values())
-        status = "ok" if reachable == len(upstreams) else "degraded" if reachable else "down"
-        if not healthy:
-            status = "down"
-        return ORJSONResponse(
-            {"status": status, "upstreams": upstreams, "state": state},
-            status_code=200 if healthy else 503,
-        )
+    api.include_router(build_health_router(gateway))
 
     return api

@@ -221,20 +221,30 @@ class _Pump(Generic[Out]):
 
 
 async def _watch(writer: _Writer[Any], keepalive: float | None, send_timeout: float | None) -> None:
-    """Keep-alive comments while idle; returns (the client is cut off) when a send has
-    been stuck longer than ``send_timeout``."""
-    tick = min(t for t in (keepalive, send_timeout / 2 if send_timeout else None) if t)
+    """Keep-alive comments ``keepalive`` seconds after the last write; returns (the
+    client is cut off) once one send has been stuck longer than ``send_timeout``. One
+    timer, re-armed when it fires for the time still to go, never per chunk."""
     while True:
-        await asyncio.sleep(tick)
         now = time.monotonic()
         started = writer.send_started
+        wait = keepalive or send_timeout or 1.0
         if started is not None:
-            if send_timeout is not None and now - started > send_timeout:
-                logger.warning("client too slow: no progress for %.0f s, cut off", send_timeout)
-                return
-            continue
-        if keepalive is not None and now - writer.last_write >= keepalive * 0.99:
-            await writer.ping()
+            if send_timeout is not None:
+                stuck = now - started
+                if stuck > send_timeout:
+                    logger.warning("client too slow: no progress for %.0f s, cut off", send_timeout)
+                    return
+                wait = send_timeout - stuck + 0.01  # when this send would be too late
+        elif keepalive is not None:
+            idle = now - writer.last_write
+            if idle >= keepalive * 0.99:
+                await writer.ping()
+                continue
+            wait = keepalive - idle
+        if started is None and send_timeout is not None:
+            # A send may begin while this sleeps: look again within half the timeout.
+            wait = min(wait, send_timeout / 2)
+        await asyncio.sleep(wait)
 
 
 async def disconnected(receive: Receive) -> None:

@@ -47,6 +47,7 @@ from sluice.http.transports import SSEResponse
 from sluice.owners import may_reach
 from sluice.policy.quota import Quota
 from sluice.store.responses import ResponseStore, StoredResponse
+from sluice.tokens import estimate_prompt_tokens
 from sluice.wire.openai_request import chat_request_from_body
 from sluice.wire.responses_events import (
     ResponseWriter,
@@ -83,8 +84,10 @@ class Responses(ApiEdge):
         self._store = store
         #: Writes of stored responses still running (waited for at shutdown).
         self._saves: set[asyncio.Task[None]] = set()
-        #: The in-progress row's write, by response id: the final write waits for it.
-        self._first_saves: dict[str, asyncio.Task[None]] = {}
+        #: The latest write of each stored response still in flight, by id: the next
+        #: write, and every read of that id here, waits for it (a client continuing
+        #: or reading a response it was just sent must find it stored).
+        self._pending: dict[str, asyncio.Task[None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rest = scope["path"][len(PREFIX) :]
@@ -100,14 +103,12 @@ class Responses(ApiEdge):
                 if method != "POST":
                     raise _method_not_allowed("POST")
                 await self._cancel(scope, target, send)
-            elif action:
-                raise RequestError(f"Invalid URL ({method} {scope['path']})", status=404)
+            elif action or method not in ("GET", "DELETE"):
+                raise RequestError(f"Invalid URL ({method} {scope['path'][:120]})", status=404)
             elif method == "GET":
                 await self._retrieve(scope, target, receive, send)
-            elif method == "DELETE":
-                await self._delete(scope, target, send)
             else:
-                raise _method_not_allowed("GET or DELETE")
+                await self._delete(scope, target, send)
         except ClientDisconnected:
             return
         except SluiceError as exc:
@@ -123,7 +124,17 @@ class Responses(ApiEdge):
         owner = principal_of(scope).owner
         history = await self._history(request, owner)
         chat = chat_request_from_body(request.chat_body(history), max_choices=1)
-        self._engine.provider(chat.model)  # 404 before the request goes any further
+        limit = self._engine.config(chat.model).context_tokens  # 404 for an unknown model
+        if history and (tokens := estimate_prompt_tokens(chat.messages)) > limit:
+            # A chain of responses grows with every turn: it ends at the model's context
+            # (``context_tokens``), as the model itself would refuse it.
+            raise RequestError(
+                f"This conversation is about {tokens} tokens with the new input, over the "
+                f"{limit} tokens of `{chat.model}`'s context; start a new one without "
+                "previous_response_id.",
+                param="previous_response_id",
+                code="context_length_exceeded",
+            )
 
         def finished(generation: Generation) -> None:
             if request.store:
@@ -136,8 +147,7 @@ class Responses(ApiEdge):
         info = generation.info
         writer = ResponseWriter(response_id(info.id), info.created, info.model, request.echo)
         if request.store:
-            first = self._save(_stored(info, writer.response("in_progress"), "in_progress"))
-            self._first_saves[response_id(info.id)] = first
+            self._save(_stored(info, writer.response("in_progress"), "in_progress"), first=True)
         stream = LocalStream(generation)
         async with stream.subscribe():
             if request.stream:
@@ -150,7 +160,7 @@ class Responses(ApiEdge):
         previous = request.previous_response_id
         if previous is None:
             return []
-        stored = await self._store.get(previous)
+        stored = await self._read(previous)
         if stored is None or not may_reach(owner, stored.owner) or stored.history is None:
             raise NotFound(
                 f"Previous response with id '{previous}' not found.",
@@ -176,19 +186,29 @@ class Responses(ApiEdge):
             error = stream.events[-1]
             await send_error(send, error)  # type: ignore[arg-type]
             return
+        if request.store:
+            await self._read(body["id"])  # stored before the client can ask for it again
         await send_json(
             send, 200, json_dumps(body), [(b"x-sluice-stream-id", info.id.encode()), *extra]
         )
 
     # -- stored responses ---------------------------------------------------
 
-    def _save(
-        self, stored: StoredResponse, after: asyncio.Task[None] | None = None
-    ) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._write(stored, after))
+    def _save(self, stored: StoredResponse, *, first: bool = False) -> None:
+        """Write ``stored`` off the request path, after the write before it. The first
+        write inserts the row; later ones only update it, so a response deleted while
+        it ran stays deleted."""
+        before = self._pending.get(stored.id)
+        task = asyncio.get_running_loop().create_task(self._write(stored, before, first))
+        self._pending[stored.id] = task
         self._saves.add(task)
-        task.add_done_callback(self._saves.discard)
-        return task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._saves.discard(task)
+            if self._pending.get(stored.id) is task:
+                del self._pending[stored.id]
+
+        task.add_done_callback(done)
 
     def _save_final(
         self, generation: Generation, request: ResponsesRequest, history: list[dict[str, Any]]
@@ -201,22 +221,34 @@ class Responses(ApiEdge):
         conversation = None
         if status != "failed":
             conversation = [*history, *request.input_messages, *output_messages(body["output"])]
-        first = self._first_saves.pop(body["id"], None)
-        self._save(_stored(info, body, status, conversation), first)
+        self._save(_stored(info, body, status, conversation))
 
-    async def _write(self, stored: StoredResponse, after: asyncio.Task[None] | None) -> None:
-        if after is not None:
+    async def _write(
+        self, stored: StoredResponse, before: asyncio.Task[None] | None, first: bool
+    ) -> None:
+        if before is not None:
             with contextlib.suppress(Exception):
-                await after  # the start's row first, so the final one wins
+                await before
         for wait in (*_SAVE_RETRIES, None):
             try:
-                await self._store.save(stored)
+                if first:
+                    await self._store.save(stored)
+                else:
+                    await self._store.update(stored)
                 return
             except Exception as exc:  # any driver error: the store is not usable now
                 if wait is None:
                     logger.error("could not store response %s: %s", stored.id, exc)
                     return
                 await asyncio.sleep(wait)
+
+    async def _read(self, target: str) -> StoredResponse | None:
+        """The stored response ``target``, once a write of it still running here is done."""
+        pending = self._pending.get(target)
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+        return await self._store.get(target)
 
     async def aclose(self) -> None:
         """Let the stored responses still being written finish (bounded)."""
@@ -226,7 +258,7 @@ class Responses(ApiEdge):
     # -- one response -------------------------------------------------------
 
     async def _stored(self, scope: Scope, target: str) -> StoredResponse:
-        stored = await self._store.get(target) if stream_id_of(target) else None
+        stored = await self._read(target) if stream_id_of(target) else None
         if stored is None or not may_reach(principal_of(scope).owner, stored.owner):
             raise _not_found(target)
         return stored
@@ -243,6 +275,8 @@ class Responses(ApiEdge):
             if live is not None:
                 info = live.info
                 body = response_object(target, info.created, info.model, _echo(body), live.events)
+            else:
+                body = _orphaned(body)
         await send_json(send, 200, json_dumps(body))
 
     async def _live(self, scope: Scope, target: str) -> Stream | None:
@@ -250,9 +284,11 @@ class Responses(ApiEdge):
         if stream_id is None:
             return None
         try:
-            return await self._engine.open_stream(stream_id, reader=principal_of(scope).owner)
+            stream = await self._engine.open_stream(stream_id, reader=principal_of(scope).owner)
         except NotFound:
             return None
+        # Another API's stream is not a response, whoever started it.
+        return stream if stream.info.format == "responses" else None
 
     async def _resume(
         self, scope: Scope, target: str, after: int, receive: Receive, send: Send
@@ -332,6 +368,19 @@ def _stored(
     )
 
 
+def _orphaned(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored response still marked in progress whose stream is gone (its instance
+    stopped mid-answer): it will never finish."""
+    return {
+        **body,
+        "status": "failed",
+        "error": {
+            "code": "server_error",
+            "message": "The response was interrupted: the gateway stopped while writing it.",
+        },
+    }
+
+
 def _echo(body: dict[str, Any]) -> dict[str, Any]:
     """A stored Response object's request settings."""
     return {name: body.get(name, default) for name, default in DEFAULT_ECHO.items()}
@@ -348,7 +397,7 @@ def _starting_after(query: dict[str, list[str]]) -> int:
 
 
 def _not_found(target: str) -> NotFound:
-    return NotFound(f"Response with id '{target}' not found.", param="response_id")
+    return NotFound(f"Response with id '{target[:100]}' not found.", param="response_id")
 
 
 def _method_not_allowed(allowed: str) -> SluiceError:

@@ -5,6 +5,7 @@
     ResponseStore ── save(StoredResponse)          insert or replace, one statement;
                                                    rows older than ``keep_seconds`` are
                                                    swept on writes, at most once a minute
+                  ── update(StoredResponse) -> bool     only a row that exists
                   ── get(id) -> StoredResponse | None
                   ── delete(id) -> bool
 
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -75,6 +76,20 @@ class ResponseStore:
                 await connection.execute(
                     delete(responses).where(responses.c.updated_at < now - self._keep)
                 )
+
+    async def update(self, stored: StoredResponse) -> bool:
+        """Replace a row that exists (False if there is none: deleted meanwhile)."""
+        values = {
+            "model": stored.model,
+            "status": stored.status,
+            "updated_at": time.time(),
+            "body": stored.body,
+            "history": stored.history,
+        }
+        statement = update(responses).where(responses.c.id == stored.id).values(**values)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return bool(result.rowcount)
 
     async def get(self, response_id: str) -> StoredResponse | None:
         query = select(responses).where(responses.c.id == response_id)

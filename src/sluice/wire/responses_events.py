@@ -199,9 +199,7 @@ class ResponseWriter:
             "object": "response",
             "created_at": self.created,
             "status": status,
-            "error": None
-            if error is None
-            else {"code": error.code or error.type, "message": error.message},
+            "error": None if error is None else response_error(error),
             "incomplete_details": (
                 {"reason": _INCOMPLETE[self._finish]}
                 if status == "incomplete" and self._finish in _INCOMPLETE
@@ -259,18 +257,21 @@ class ResponseWriter:
             )
             self._add(item, out)
             position = self._calls[event.call_index] = len(self._items) - 1
-        if position != self._open or not event.arguments:
-            return  # a late piece of a call already closed is not resent
+        if not event.arguments:
+            return
         item = self._items[position]
-        item.text.append(event.arguments)
-        out.append(
-            self._record(
-                "response.function_call_arguments.delta",
-                item_id=item.id,
-                output_index=position,
-                delta=event.arguments,
+        item.text.append(event.arguments)  # the whole call, in the Response, always
+        if position == self._open:
+            # (A late piece of a call already closed is not streamed: its done record
+            # is out. Upstreams that interleave calls still get them whole at the end.)
+            out.append(
+                self._record(
+                    "response.function_call_arguments.delta",
+                    item_id=item.id,
+                    output_index=position,
+                    delta=event.arguments,
+                )
             )
-        )
 
     def _current(self, kind: str) -> _Item | None:
         if self._open is None:
@@ -323,6 +324,18 @@ class ResponseWriter:
         )
 
 
+def response_error(error: StreamError) -> dict[str, Any]:
+    """A failure as a Response states it: ``code`` one the SDKs know (``server_error``,
+    ``rate_limit_exceeded``, ``invalid_prompt``), sluice's own code as ``type``."""
+    if error.status == 429:
+        code = "rate_limit_exceeded"
+    elif 400 <= error.status < 500:
+        code = "invalid_prompt"
+    else:
+        code = "server_error"
+    return {"code": code, "message": error.message, "param": error.param, "type": error.code}
+
+
 def usage_object(usage: Usage | None) -> dict[str, Any] | None:
     if usage is None:
         return None
@@ -331,7 +344,10 @@ def usage_object(usage: Usage | None) -> dict[str, Any] | None:
     completion = details.get("completion_tokens_details") or {}
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": prompt.get("cached_tokens", 0)},
+        "input_tokens_details": {
+            "cached_tokens": prompt.get("cached_tokens", 0),
+            "cache_write_tokens": prompt.get("cache_write_tokens", 0),
+        },
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": completion.get("reasoning_tokens", 0)},
         "total_tokens": usage.total_tokens,

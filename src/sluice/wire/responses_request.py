@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import RequestError
 from sluice.wire.openai_request import json_object, validated
+from sluice.wire.storable import MAX_REQUEST_DEPTH, Unstorable, check_json
 
 #: Responses fields that have no chat-completions counterpart: read here, never sent on.
 _OWN_FIELDS = frozenset(
@@ -116,7 +117,14 @@ class ResponsesBody(_Strict):
     stream: bool | None = None
     background: bool | None = None
     parallel_tool_calls: bool | None = None
-    metadata: dict[str, str] | None = None
+    #: OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512.
+    metadata: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+            Field(max_length=16),
+        ]
+        | None
+    ) = None
     reasoning: _Reasoning | None = None
     user: str | None = None
 
@@ -147,6 +155,8 @@ class ResponsesRequest:
 def parse_responses_request(raw: bytes) -> ResponsesRequest:
     body = json_object(raw)
     parsed = validated(ResponsesBody, body)
+    if parsed.store is not False:
+        _storable(body)
     if parsed.background:
         raise RequestError(
             "Background responses are not supported by this gateway; stream the response "
@@ -208,17 +218,38 @@ def input_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A Response's output items -> the chat messages a next turn sends back."""
-    items: list[dict[str, Any]] = []
+    """A Response's output items -> the chat messages a next turn sends back. Built as
+    they are, not validated: they are the upstream's, and a call with an empty name is
+    still part of the conversation."""
+    messages: list[dict[str, Any]] = []
     for item in output:
         if item.get("type") == "message":
             text = "".join(
                 part.get("text", "") for part in item.get("content", ()) if "text" in part
             )
-            items.append({"type": "message", "role": "assistant", "content": text})
+            messages.append({"role": "assistant", "content": text})
         elif item.get("type") == "function_call":
-            items.append(item)
-    return input_messages(items)
+            call = {
+                "id": item.get("call_id") or "",
+                "type": "function",
+                "function": {"name": item.get("name") or "", "arguments": item.get("arguments")},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and "tool_calls" in last:
+                last["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+    return messages
+
+
+def _storable(body: dict[str, Any]) -> None:
+    """What a stored response keeps must be storable text (no NUL, no lone surrogate)."""
+    for name in ("input", "instructions"):
+        try:
+            check_json(body.get(name), max_depth=MAX_REQUEST_DEPTH)
+        except Unstorable as exc:
+            param = f"{name}{exc.path}"
+            raise RequestError(f"Invalid value for '{param}': {exc.problem}", param=param) from None
 
 
 def _content(content: str | list[dict[str, Any]], where: str) -> str | list[dict[str, Any]]:

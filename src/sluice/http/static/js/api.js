@@ -5,13 +5,14 @@ import { SSEParser } from "./sse.js";
 
 /** An HTTP error answer: {error: {message, type, param, code}}. */
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     const error = (body && body.error) || {};
     super(error.message || `HTTP ${status}`);
     this.status = status;
     this.type = error.type || null;
     this.code = error.code || null;
     this.param = error.param || null;
+    this.retryAfter = retryAfter; // seconds, from Retry-After (429, 503)
   }
 }
 
@@ -80,7 +81,10 @@ async function errorOf(response) {
   } catch {
     body = null;
   }
-  return new ApiError(response.status, body);
+  const ms = Number(response.headers.get("retry-after-ms"));
+  const seconds = Number(response.headers.get("retry-after"));
+  const retryAfter = ms > 0 ? ms / 1000 : seconds > 0 ? seconds : null;
+  return new ApiError(response.status, body, retryAfter);
 }
 
 async function json(method, path, body) {

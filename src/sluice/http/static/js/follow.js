@@ -1,6 +1,11 @@
 // Auto-scroll: the view follows a growing answer only while the reader is at the bottom.
 // Scrolling up stops it and offers "jump to latest"; scrolling back down to the very
 // bottom resumes it. Nothing here ever scrolls when not following.
+//
+// While following, any change of size keeps the bottom in view: an answer finished over
+// several frames, code highlighted, a table laid out, the message box or a phone's
+// toolbars resized — each lands after the scroll that opened the conversation, and used
+// to leave a phone tens of pixels short of the bottom.
 
 const AWAY = 48; // px from the bottom: farther than this is "reading something else"
 const AT_BOTTOM = 2;
@@ -18,6 +23,14 @@ export class Follower {
       if (["ArrowUp", "PageUp", "Home"].includes(event.key)) this.release();
     });
     jump.addEventListener("click", () => this.toBottom());
+    if (globalThis.ResizeObserver) {
+      const keep = () => {
+        if (this.following && this.distance() > AT_BOTTOM) this.scroller.scrollTop = this.scroller.scrollHeight;
+      };
+      const observer = new ResizeObserver(keep);
+      observer.observe(scroller);
+      for (const child of scroller.children) observer.observe(child);
+    }
   }
 
   distance() {

@@ -13,6 +13,7 @@ import { bindShortcuts, fillHelp } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { Transcript } from "./transcript.js";
 import { Turn } from "./turn.js";
+import { UnsentQuestions } from "./unsent.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -33,8 +34,11 @@ class App {
       edit: (view, text) => this.edit(view, text),
       regenerate: (view) => this.regenerate(view),
       retry: (view) => this.retry(view),
+      editUnsent: (view) => this.transcript.questionOf(view)?.startEdit(),
+      simulated: (model) => this.settings.simulated(model),
       copy: (text, button) => this.copy(text, button),
     });
+    this.unsent = new UnsentQuestions(this.transcript, (text) => this.bodyFor(text));
     this.composer = new Composer($("#composer"), {
       send: (text) => this.send(text),
       stop: () => this.stop(),
@@ -112,6 +116,7 @@ class App {
     this.sidebar.refresh();
     try {
       this.settings.setModels((await api.models()).data);
+      for (const view of this.transcript.views) view.showModel?.();
     } catch (error) {
       if (error instanceof NetworkError) this.connection.lost();
     }
@@ -182,6 +187,7 @@ class App {
     this.settings.show(this.draft);
     this.sidebar.setActive(null);
     if (updateHash) this.setHash(null);
+    this.unsent.show(null, []);
     this.composer.focus();
   }
 
@@ -209,8 +215,19 @@ class App {
     this.show(conversation);
     this.transcript.clear();
     this.transcript.sync(conversation.messages);
+    this.unsent.show(id, conversation.messages);
     this.follower.toBottom();
     this.resumeIfStreaming(conversation.messages);
+  }
+
+  /** The body that sends `text` now: into the open conversation, or a new one. */
+  bodyFor(text) {
+    if (this.conversation) return { conversation_id: this.conversation.id, message: text };
+    const body = { message: text };
+    if (this.draft.model) body.model = this.draft.model;
+    if (this.draft.system_prompt) body.system = this.draft.system_prompt;
+    if (Object.keys(this.draft.options).length) body.options = this.draft.options;
+    return body;
   }
 
   show(conversation) {
@@ -281,6 +298,7 @@ class App {
     if (this.turn === turn) this.turn = null;
     this.composer.setBusy(false);
     this.transcript.root.setAttribute("aria-busy", "false");
+    if (!turn.detached && turn.error?.resend && !turn.conversationId) this.unsent.keep(turn);
     this.follower.stick();
     this.transcript.update();
     if (turn.detached || !this.conversation) return;
@@ -302,6 +320,8 @@ class App {
       const conversation = await api.conversation(id);
       if (token !== this.loading || this.turn) return;
       this.show(conversation);
+      // A question that did reach the server before the connection broke is stored.
+      this.unsent.reconcile(id, conversation.messages);
       this.transcript.sync(conversation.messages);
       this.follower.stick();
       // Not the answer just followed to its end: the server may not have saved it yet.
@@ -324,15 +344,11 @@ class App {
 
   send(text) {
     if (this.turn) return false;
-    const body = { message: text };
-    if (this.conversation) {
-      body.conversation_id = this.conversation.id;
-    } else {
-      if (this.draft.model) body.model = this.draft.model;
-      if (this.draft.system_prompt) body.system = this.draft.system_prompt;
-      if (Object.keys(this.draft.options).length) body.options = this.draft.options;
-    }
-    this.transcript.question(text);
+    const body = this.bodyFor(text);
+    // A question still waiting to be sent gives way to this one (one kept per conversation).
+    this.unsent.clear(this.conversation?.id || null);
+    const question = this.transcript.question(text);
+    question.after = this.transcript.views.at(-2)?.id ?? null;
     this.sendTurn(body);
     return true;
   }
@@ -368,7 +384,14 @@ class App {
   }
 
   edit(view, content) {
-    if (this.turn || !this.conversation || !view.id) return;
+    if (this.turn) return;
+    if (view.unsent) {
+      // Not sent yet: the edited words are sent as a new question.
+      this.transcript.truncate(this.transcript.views.indexOf(view));
+      this.send(content);
+      return;
+    }
+    if (!this.conversation || !view.id) return;
     const index = this.transcript.views.indexOf(view);
     this.rememberBranch(index);
     this.transcript.truncate(index);
@@ -384,6 +407,7 @@ class App {
       return;
     }
     // Nothing was stored (the request itself failed): send the same turn again.
+    if (view.unsent) this.unsent.release(view);
     this.transcript.truncate(index);
     this.sendTurn(view.retryBody);
   }

@@ -42,12 +42,20 @@ export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
   return rows;
 }
 
-/** Rows while the answer streams: what this browser sees, until the gateway's figures. */
+/**
+ * Rows while the answer streams: what this browser sees, in the same units as the
+ * gateway's figures that replace them at the end. A stream chunk carries about one token,
+ * so counts are marked "≈". `ttftMs` undefined: not known here (the page joined mid-answer).
+ */
 export function liveMetrics({ ttftMs, chunks, rate: perSecond, usage }) {
+  const pending = ttftMs === undefined;
   return [
-    ["ttft", "TTFT", ms(ttftMs), "Time to first token as seen by this browser; the gateway's figure replaces it at the end"],
-    ["speed", "Speed", rate(perSecond, "chunks/s"), "Stream chunks per second received by this browser (usually one token each)"],
-    ["tokens", "Tokens", usage ? tokens(usage) : `${chunks} chunks`,
-      "Chunks received so far; the model's token count arrives at the end"],
+    ["ttft", "TTFT", pending ? "…" : ms(ttftMs), pending
+      ? "Time to first token: this page joined mid-answer; the gateway's figure comes at the end"
+      : "Time to first token as seen by this browser; the gateway's figure replaces it at the end"],
+    ["speed", "Speed", perSecond == null ? NA : `≈${rate(perSecond, "tok/s")}`,
+      "Tokens per second arriving now (one per stream chunk, about); the gateway's figure replaces it at the end"],
+    ["tokens", "Tokens", usage ? tokens(usage) : `≈${chunks} out`,
+      "Tokens received so far (one per stream chunk, about); the model's count arrives at the end"],
   ];
 }

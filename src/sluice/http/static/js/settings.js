@@ -15,8 +15,12 @@ export class Settings {
     this.options = dialog.querySelector("#options-json");
     this.error = dialog.querySelector(".options-error");
     this.current = { model: null, system_prompt: null, options: {} };
+    this.providers = new Map(); // model id -> provider ("sim": the built-in simulated model)
+    this.defaultModel = null;
+    this.simBadge = document.querySelector("#sim-badge");
     select.addEventListener("change", () => {
       this.current.model = select.value || null;
+      this.markSimulated();
       this.hooks.change({ model: this.current.model });
     });
     this.temperature.addEventListener("input", () => {
@@ -30,12 +34,29 @@ export class Settings {
     });
   }
 
+  /** Whether `model` is one of sluice's simulated models (its provider is "sim"). */
+  simulated(model) {
+    return this.providers.get(model || this.defaultModel) === "sim";
+  }
+
+  /** The model a turn without one gets (the effective one shown in the header). */
+  effectiveModel() {
+    return this.current.model || this.defaultModel;
+  }
+
+  markSimulated() {
+    if (this.simBadge) this.simBadge.hidden = !this.simulated(this.effectiveModel());
+  }
+
   setModels(models) {
     const value = this.select.value;
+    this.providers = new Map(models.map((m) => [m.id, m.owned_by]));
+    // The gateway's default is its first model, unless it marks another.
+    this.defaultModel = (models.find((m) => m.default) || models[0])?.id || null;
     this.select.replaceChildren();
     const fallback = document.createElement("option");
     fallback.value = "";
-    fallback.textContent = "Default model";
+    fallback.textContent = this.defaultModel ? `Default (${this.defaultModel})` : "Default model";
     this.select.appendChild(fallback);
     for (const model of models) {
       const option = document.createElement("option");
@@ -62,6 +83,7 @@ export class Settings {
       this.select.appendChild(option);
     }
     this.select.value = model;
+    this.markSimulated();
     const customised = this.current.system_prompt || Object.keys(this.current.options).length;
     document.querySelector("#settings-button")?.classList.toggle("customised", Boolean(customised));
   }

@@ -6,6 +6,9 @@ import { ApiError, NetworkError, api, readEvents } from "./api.js";
 
 const STALL_MS = 45000; // no bytes, not even a keep-alive ping: assume the connection died
 const SLICE_MS = 10;
+// A resumed stream first replays what was generated before it was joined, all at once:
+// what arrives this soon after the response opens is that backlog, not live speed.
+const BACKLOG_MS = 150;
 
 function nextTask() {
   if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
@@ -30,6 +33,11 @@ export class Turn {
     this.conversationId = null;
     this.messageId = null;
     this.chunks = 0;
+    // The live rate counts only what arrived as it was generated (see BACKLOG_MS).
+    this.resumed = false;
+    this.openedAt = 0;
+    this.liveFrom = 0;
+    this.liveChunks = 0;
     this.usage = null;
     this.sentAt = 0;
     this.firstAt = 0;
@@ -62,7 +70,8 @@ export class Turn {
           message: error.message,
           code: error.code,
           status: error.status,
-          retryable: error.status === 429 || error.status >= 500,
+          retryable: error.status === 429 || error.status === 408 || error.status >= 500,
+          retryAt: error.retryAfter ? Date.now() + error.retryAfter * 1000 : null,
           resend: true,
         });
       }
@@ -76,6 +85,7 @@ export class Turn {
     this.streamId = streamId;
     this.known = known;
     this.after = 0;
+    this.resumed = true;
     this.setState(known ? "streaming" : "thinking");
     if (known) this.view.resuming(known);
     else this.view.thinking();
@@ -125,6 +135,7 @@ export class Turn {
   }
 
   async consume(response) {
+    this.openedAt = performance.now();
     const events = readEvents(response);
     let timer = 0;
     const watchdog = () => {
@@ -174,6 +185,7 @@ export class Turn {
         }
         this.text += frame.content;
         this.chunks += 1;
+        this.countLive();
         this.schedule();
         break;
       case "usage":
@@ -217,6 +229,16 @@ export class Turn {
     }
   }
 
+  /** One more chunk for the live rate, unless it is a resumed stream's replayed backlog. */
+  countLive() {
+    const now = performance.now();
+    if (this.liveFrom) {
+      this.liveChunks += 1;
+    } else if (!this.resumed || now - this.openedAt > BACKLOG_MS) {
+      this.liveFrom = now; // like the first token: the clock starts here, it is not counted
+    }
+  }
+
   schedule() {
     if (!this.frameRequest) this.frameRequest = requestAnimationFrame(() => this.flush());
   }
@@ -232,11 +254,12 @@ export class Turn {
     const shown = this.text.length >= this.known.length ? this.text : this.known;
     if (!this.view.render(shown)) this.schedule();
     const now = performance.now();
-    const streaming = this.firstAt ? (now - this.firstAt) / 1000 : 0;
+    const live = this.liveFrom ? (now - this.liveFrom) / 1000 : 0;
     this.view.live({
-      ttftMs: this.sentAt && this.firstAt ? this.firstAt - this.sentAt : null,
+      // A page that joined mid-answer never saw it start: the gateway's figure comes at the end.
+      ttftMs: this.resumed ? undefined : this.sentAt && this.firstAt ? this.firstAt - this.sentAt : null,
       chunks: this.chunks,
-      rate: streaming > 0.25 && this.chunks > 1 ? (this.chunks - 1) / streaming : null,
+      rate: live > 0.25 && this.liveChunks > 0 ? this.liveChunks / live : null,
       usage: this.usage,
     });
     this.hooks.frame?.();

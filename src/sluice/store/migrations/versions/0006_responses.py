@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("history", sa.JSON),
     )
     op.create_index("responses_owner", "responses", ["owner"])
+    op.create_index("responses_updated_at", "responses", ["updated_at"])
 
 
 def downgrade() -> None:

@@ -1,0 +1,270 @@
+// One answer as shown: drawn while it streams (markdown, live numbers, reconnecting),
+// then finished with the gateway's figures and its outcome — stopped, interrupted, cut
+// off, failed (with Retry, counting down to Retry-After) — and the model that wrote it.
+
+import { icon, iconButton } from "./icons.js";
+import { StreamingMarkdown } from "./markdown.js";
+import { MessageView, el } from "./message.js";
+import { finalMetrics, liveMetrics, storedRate } from "./metrics.js";
+
+export class AnswerView extends MessageView {
+  constructor(transcript) {
+    super(transcript, "assistant");
+    this.text = "";
+    this.body.classList.add("md");
+    this.markdown = new StreamingMarkdown(this.body);
+    this.status = el("div", "msg-status");
+    this.status.hidden = true;
+    this.metrics = el("span", "metrics");
+    this.modelName = el("span", "model-name");
+    this.modelName.hidden = true;
+    this.badge = el("span", "badge");
+    this.badge.hidden = true;
+    this.extra = el("div", "msg-extra");
+    this.extra.hidden = true;
+    this.el.insertBefore(this.status, this.foot);
+    this.el.insertBefore(this.extra, this.status);
+    this.foot.insertBefore(this.badge, this.actions);
+    this.foot.insertBefore(this.metrics, this.badge);
+    this.foot.insertBefore(this.modelName, this.metrics);
+    this.copyButton = iconButton("copy", "Copy answer", "copy");
+    this.copyButton.addEventListener("click", () =>
+      this.transcript.hooks.copy(this.text, this.copyButton));
+    this.regenerateButton = iconButton("regenerate", "Regenerate answer", "regenerate");
+    this.regenerateButton.addEventListener("click", () => this.transcript.hooks.regenerate(this));
+    this.actions.append(this.copyButton, this.regenerateButton);
+    this.body.addEventListener("click", (event) => {
+      const button = event.target.closest(".copy-code");
+      if (!button) return;
+      const code = button.closest(".code-block").querySelector("code");
+      this.transcript.hooks.copy(code.textContent, button);
+    });
+    this.setBusy(false);
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.el.classList.toggle("busy", busy);
+    this.el.setAttribute("aria-busy", busy ? "true" : "false");
+    this.actions.hidden = busy;
+  }
+
+  identify(id, model) {
+    this.id = id;
+    if (id) this.el.dataset.id = id;
+    if (model) this.el.dataset.model = model;
+    this.showModel();
+  }
+
+  /** Which model wrote it, and whether that is a simulated one. */
+  showModel() {
+    const model = this.el.dataset.model;
+    this.modelName.hidden = !model;
+    if (!model) return;
+    const simulated = this.transcript.hooks.simulated?.(model);
+    this.modelName.textContent = simulated ? `${model} · simulated` : model;
+    this.modelName.title = simulated
+      ? "Written by sluice's built-in simulated model, not a language model"
+      : "The model that wrote this answer";
+    this.modelName.classList.toggle("simulated", Boolean(simulated));
+  }
+
+  showStatus(kind, text, retry) {
+    const box = this.status;
+    clearInterval(this.countdown);
+    box.replaceChildren();
+    box.className = `msg-status ${kind}`;
+    if (!kind) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    if (kind === "thinking") {
+      box.append(el("span", "thinking-text", text), el("span", "dots"));
+      return;
+    }
+    if (kind === "error") box.appendChild(icon("alert"));
+    box.appendChild(el("span", "status-text", text));
+    if (retry) {
+      const button = el("button", "retry", "Retry");
+      button.type = "button";
+      button.addEventListener("click", () => this.transcript.hooks.retry(this));
+      box.appendChild(button);
+      if (typeof retry === "number") this.countDown(button, retry);
+    }
+    if (this.unsent) {
+      const button = el("button", "edit-unsent", "Edit");
+      button.type = "button";
+      button.addEventListener("click", () => this.transcript.hooks.editUnsent(this));
+      box.appendChild(button);
+    }
+  }
+
+  /** Retry waits until `at` (epoch ms, from Retry-After), counting down. */
+  countDown(button, at) {
+    const tick = () => {
+      const left = Math.ceil((at - Date.now()) / 1000);
+      button.disabled = left > 0;
+      button.textContent = left > 0 ? `Retry in ${left} s` : "Retry";
+      if (left <= 0) clearInterval(this.countdown);
+    };
+    tick();
+    if (button.disabled) this.countdown = setInterval(tick, 250);
+  }
+
+  setBadge(kind, text) {
+    this.badge.hidden = !kind;
+    this.badge.className = `badge ${kind || ""}`;
+    this.badge.textContent = text || "";
+    this.el.classList.toggle("stopped", kind === "stopped" || kind === "interrupted");
+  }
+
+  setMetrics(rows, live) {
+    this.metrics.replaceChildren();
+    this.metrics.classList.toggle("live", live);
+    for (const [key, label, value, title] of rows) {
+      const item = el("span", "metric");
+      item.dataset.metric = key;
+      item.title = title;
+      item.append(el("span", "metric-label", label), " ", el("span", "metric-value", value));
+      this.metrics.appendChild(item);
+    }
+  }
+
+  // --- what a Turn calls ---
+
+  thinking() {
+    this.setBusy(true);
+    this.setBadge(null);
+    this.showStatus("thinking", "Thinking");
+    this.setMetrics([], true);
+  }
+
+  /** False when the text is not all drawn yet (drawn over the next frames). */
+  /** The stream cannot be followed any more: the stored message will be shown instead. */
+  abandon() {
+    this.setBusy(false);
+    this.setBadge(null);
+    this.showStatus(null);
+  }
+
+  /** Picking up an answer still being generated, from the text saved so far. */
+  resuming(text) {
+    this.setBusy(true);
+    this.setBadge(null);
+    this.showStatus(null);
+    this.setMetrics([], true);
+    this.render(text);
+  }
+
+  render(text) {
+    this.text = text;
+    if (text && this.status.classList.contains("thinking")) this.showStatus(null);
+    return this.markdown.update(text);
+  }
+
+  live(figures) {
+    this.setMetrics(liveMetrics(figures), true);
+  }
+
+  stopping() {
+    if (this.busy) this.setBadge("stopping", "Stopping…");
+  }
+
+  reconnecting(on) {
+    if (!this.busy) return;
+    if (on) this.setBadge("reconnecting", "Reconnecting…");
+    else if (this.badge.classList.contains("reconnecting")) this.setBadge(null);
+  }
+
+  toolCall(frame) {
+    this.extra.hidden = false;
+    let item = this.extra.querySelector(`[data-call="${CSS.escape(String(frame.index))}"]`);
+    if (!item) {
+      item = el("div", "tool-call");
+      item.dataset.call = String(frame.index);
+      item.append(el("span", "tool-name", `Tool call: ${frame.name || "?"}`), el("code", "tool-args"));
+      this.extra.appendChild(item);
+    }
+    item.querySelector(".tool-args").textContent += frame.arguments || "";
+  }
+
+  note(text) {
+    this.extra.hidden = false;
+    this.extra.appendChild(el("div", "note", text));
+  }
+
+  finish({ text, reason, ttftMs, tokensPerSecond, usage }) {
+    this.text = text;
+    this.markdown.finish(text);
+    this.setBusy(false);
+    this.showStatus(null);
+    this.setMetrics(finalMetrics({ ttftMs, tokensPerSecond, usage }), false);
+    this.setOutcome(reason, text);
+  }
+
+  setOutcome(reason, text) {
+    if (reason === "interrupted") {
+      // Cut short by the server (a crash, a restart), not by the reader: offer it again.
+      this.setBadge("interrupted", "Interrupted");
+      this.showStatus("note", text
+        ? "Interrupted: the server stopped before the answer was finished."
+        : "Interrupted: the server stopped before the answer began.", true);
+    } else if (reason === "incomplete") {
+      this.setBadge("stopped", "Stopped");
+      if (!text) this.showStatus("note", "Stopped before the answer began.");
+    } else if (reason === "length") {
+      this.setBadge("length", "Cut off at the token limit");
+    } else if (reason === "content_filter") {
+      this.setBadge("length", "Stopped by the content filter");
+    } else {
+      this.setBadge(null);
+    }
+  }
+
+  fail(error, text) {
+    this.text = text || "";
+    this.markdown.finish(this.text);
+    this.setBusy(false);
+    this.setBadge("failed", "Failed");
+    const detail = error.status ? ` (HTTP ${error.status})` : "";
+    // A request refused as it was (400, 413…) would be refused again: edit it instead.
+    const refused = error.resend && error.status >= 400 && error.status < 500 && !error.retryable;
+    const retry = refused ? false : error.retryAt && error.retryAt > Date.now() ? error.retryAt : true;
+    this.showStatus("error", `${error.message || "The answer failed."}${detail}`, retry);
+    if (!this.metrics.childElementCount || this.metrics.classList.contains("live")) {
+      this.setMetrics([], false);
+    }
+  }
+
+  /** A message read from the server (history, or the end of a turn). */
+  setMessage(message) {
+    super.setMessage(message);
+    this.identify(message.id, message.model);
+    if (message.status === "streaming") return; // a Turn is (or will be) drawing it
+    if (this.busy) return;
+    const interrupted = message.finish_reason === "interrupted";
+    let text = message.content;
+    // The store has the text up to its last save; this page may have seen a little more.
+    if (interrupted && this.text.length > text.length && this.text.startsWith(text)) {
+      text = this.text;
+    }
+    if (text !== this.text || !this.markdown.finished) {
+      this.text = text;
+      this.markdown.finish(text);
+    }
+    // An interrupted answer has no figures worth showing (no usage, no duration).
+    this.setMetrics(interrupted ? [] : finalMetrics({
+      ttftMs: message.ttft_ms,
+      tokensPerSecond: storedRate(message),
+      usage: message.usage,
+    }), false);
+    if (message.status === "failed") {
+      this.setBadge("failed", "Failed");
+      this.showStatus("error", message.error || "The answer failed.", true);
+    } else {
+      this.showStatus(null);
+      this.setOutcome(message.finish_reason || (message.status === "incomplete" ? "incomplete" : null), text);
+    }
+  }
+}

@@ -17,12 +17,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sluice.chat.recovery import Recovery
-from sluice.errors import ShuttingDown, SluiceError
+from sluice.errors import ShuttingDown, SluiceError, Unavailable
 from sluice.http.admin import build_router as build_access_router
 from sluice.http.answers import EdgeLimits
 from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
@@ -74,6 +75,8 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+STORE_DOWN = Unavailable("The database is unavailable; retry shortly.", retry_after=1)
 
 SHUTTING_DOWN = ShuttingDown("The server is shutting down; retry the request.", retry_after=1)
 
@@ -128,6 +131,7 @@ class Gateway:
             keepalive_seconds=settings.keepalive_seconds,
             send_timeout_seconds=settings.send_timeout_seconds,
             stopped=self.stopped,
+            draining=lambda: self.draining,
             encoders={"responses": self.responses.encoder, "messages": resumed_messages},
         )
         self.chat = self.runtime.chat
@@ -272,6 +276,15 @@ def build_api(gateway: Gateway) -> FastAPI:
             headers={name.decode(): value.decode() for name, value in headers},
             media_type="application/json",
         )
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        # The database went away mid-request (a restart, a failover; a driver that
+        # cannot connect raises the socket's own OSError): retry shortly.
+        logger.warning("a request failed on the database: %s", type(exc).__name__)
+        return await sluice_error(request, STORE_DOWN)
+
+    api.add_exception_handler(SQLAlchemyError, store_error)
+    api.add_exception_handler(OSError, store_error)
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:

@@ -17,11 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.engine.stream import Stream, StreamInfo
-from sluice.events import Event, StreamError
+from sluice.events import Event, Finish, StreamError
 from sluice.wire.chat_frames import ChatFrames, Frame, TurnMetrics, sse
 from sluice.wire.errors import stream_error_body
 from sluice.wire.openai_chunks import DONE, ChunkEncoder
 from sluice.wire.responses_events import ResponseWriter, sse_record
+
+
+def _ending(event: Event) -> bool:
+    kind = type(event)
+    return kind is StreamError or (kind is Finish and event.reason == "incomplete")  # type: ignore[union-attr]
 
 
 def failed(stream: Stream) -> bool:
@@ -65,7 +70,10 @@ class OpenAIChunks:
         be as if they were sent) but not sent."""
         chunks = self._chunks
         for position, event in enumerate(events):
-            if not self._skip:
+            if not self._skip or _ending(event):
+                # An ending is never taken as had: a client can hold records its
+                # stream's log never got (the instance writing both died between the
+                # two), and must still learn how the stream ended.
                 return events[position:]
             if chunks.encode_one(event):
                 self._skip -= 1

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from sluice.engine.engine import Engine
 from sluice.engine.stream import LocalStream, Stream
-from sluice.errors import RequestError, SluiceError
+from sluice.errors import RequestError, ShuttingDown, SluiceError
 from sluice.events import Finish, StreamError, Usage
 from sluice.http.asgi import Receive, Scope, Send, header, json_dumps, send_error, send_json
 from sluice.http.encoders import ChatEvents, OpenAIChunks
@@ -44,8 +44,10 @@ class Streams:
         send_timeout_seconds: float | None = None,
         stopped: asyncio.Event | None = None,
         encoders: Mapping[str, EncoderFactory] | None = None,
+        draining: Callable[[], bool] | None = None,
     ) -> None:
         self._engine = engine
+        self._draining = draining
         self._encoders = dict(encoders or {})
         self._keepalive = keepalive_seconds
         self._send_timeout = send_timeout_seconds
@@ -59,6 +61,14 @@ class Streams:
         method = scope["method"]
         try:
             stream = await self._engine.open_stream(stream_id, reader=principal_of(scope).owner)
+            if (
+                self._draining is not None
+                and self._draining()
+                and not isinstance(stream, LocalStream)
+            ):
+                # Stopping: another instance's stream is read there, not here (or a
+                # steady stream of resumes would hold this drain to its deadline).
+                raise ShuttingDown("The server is shutting down; resume elsewhere.", retry_after=1)
             if action not in ("", "cancel"):
                 raise RequestError(f"No such stream action {action!r}.", status=404)
             if (action, method) not in (("", "GET"), ("cancel", "POST")):

@@ -442,5 +442,5 @@ async def test_a_killed_instances_stream_ends_for_its_resumer_and_in_the_store(
                         await asyncio.sleep(0.5)
             assert answer["id"] == cut.start["message_id"]
             assert answer["status"] == "incomplete"
-            assert answer["finish_reason"] == "incomplete"
+            assert answer["finish_reason"] == "interrupted"  # not a user's Stop
             assert answer["content"] and done["content"].startswith(answer["content"])

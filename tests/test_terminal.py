@@ -321,6 +321,74 @@ def test_a_dropped_connection_is_resumed_or_keeps_the_partial_answer(
         proxy.close()
 
 
+def saved_settings(data_dir: Path) -> list[tuple[str | None, str | None, dict[str, Any]]]:
+    """(model, system prompt, options) of every conversation in ``data_dir``'s store."""
+
+    async def read() -> list[tuple[str | None, str | None, dict[str, Any]]]:
+        store = SQLStore(create_engine(sqlite_url(data_dir)))
+        try:
+            return [(c.model, c.system_prompt, c.options) for c in await store.conversations()]
+        finally:
+            await store.aclose()
+
+    return asyncio.run(read())
+
+
+def test_model_system_and_temperature_are_kept_with_the_conversation(
+    tmp_path: Path, gateway: ServerProcess
+) -> None:
+    data = tmp_path / "data"
+    env = terminal_env(data)
+    term = Terminal(["chat", "-m", "sim"], env, tmp_path)
+    try:
+        term.wait(r"sim › ")
+        term.line("Hello there")
+        term.wait(FINAL)
+        term.wait(r"sim › ")
+        term.line("/model sim-echo")
+        term.wait(r"sim-echo › ")
+        term.line("/system Be brief.")
+        term.wait(r"system prompt set")
+        term.line("/temperature 0.5")
+        term.wait(r"temperature: 0\.5")
+        term.line("/exit")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+    assert saved_settings(data) == [("sim-echo", "Be brief.", {"temperature": 0.5})]
+    # The next session continues with the model it was switched to.
+    term = Terminal(["chat", "-c"], env, tmp_path)
+    try:
+        term.wait(r"continuing “Hello there”")
+        term.wait(r"sim-echo › ")
+        term.line("/temperature default")
+        term.wait(r"temperature: the model's default")
+        term.send(CTRL_D)
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+    assert saved_settings(data) == [("sim-echo", "Be brief.", {})]
+
+    # Against a running gateway: the same, through PATCH /v1/conversations/{id}.
+    marker = new_key()
+    term = Terminal(["chat", "--url", gateway.url, "-m", "sim"], env, tmp_path)
+    try:
+        term.wait(r"sim › ")
+        term.line(f"Remember {marker}")
+        term.wait(FINAL)
+        term.wait(r"sim › ")
+        term.line("/model relay-echo")
+        term.wait(r"relay-echo › ")
+        term.line("/temperature 0.3")
+        term.wait(r"temperature: 0\.3")
+        term.send(CTRL_D)
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+    found = asyncio.run(_conversations(f"{gateway.url}/v1/conversations?q={marker}"))["data"]
+    assert [(c["model"], c["options"]) for c in found] == [("relay-echo", {"temperature": 0.3})]
+
+
 def test_chat_usage_errors_are_one_line(tmp_path: Path, gateway_config: Path) -> None:
     env = terminal_env(tmp_path / "data")
     term = Terminal(["chat", "-m", "nope", "-C", str(gateway_config)], env, tmp_path)

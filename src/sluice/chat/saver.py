@@ -6,6 +6,11 @@ how the crash-recovery sweep tells a live answer from a dead one), and when the
 generation ends writes the final state: status, finish reason, usage, time to first
 token, duration — retried for a while if the store is down, since a final state never
 written would leave the answer ``streaming`` under a live instance.
+
+An answer the gateway itself cut short (shutting down) is stored ``incomplete`` with the
+finish reason ``interrupted``, as the crash-recovery sweep stores one a dead process
+left: the reader's own Stop keeps ``incomplete``. Clients tell the two apart to offer
+Retry for the one and not pretend the user stopped it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ _STATUS = {
     State.CANCELLED: "incomplete",
     State.FAILED: "failed",
 }
+#: The finish reason of an answer cut short by the gateway, not by its reader.
+INTERRUPTED = "interrupted"
+
+
+def interrupted(generation: Generation, error: StreamError | None) -> bool:
+    """Whether the gateway, not the reader, cut the answer short (shutdown or drain)."""
+    if generation.state is State.CANCELLED:
+        return generation.cancel_reason == "shutdown"
+    return generation.state is State.FAILED and error is not None and error.code == "shutting_down"
 
 
 class Saver:
@@ -99,10 +113,13 @@ class Saver:
         started = generation.started_at
         first = generation.first_token_at
         finished = generation.finished_at or time.monotonic()
+        status = _STATUS.get(generation.state, "failed")
+        if interrupted(generation, error):
+            status, reason = "incomplete", INTERRUPTED
         await self._store.update_message(
             self._message_id,
             content=self._text(),
-            status=_STATUS.get(generation.state, "failed"),
+            status=status,
             finish_reason=reason,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,

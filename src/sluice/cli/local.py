@@ -129,8 +129,26 @@ class LocalBackend:
         messages = [_message(m, places[(m.parent_id, m.role)]) for m in path]
         return _conversation(conversation), messages
 
+    async def save_settings(
+        self, conversation_id: str, changes: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        chat = await self._service()
+        try:
+            if options:
+                stored = (await chat.store.conversation(conversation_id)).options
+                changes = {**changes, "options": _merged(stored, options)}
+            if changes:
+                await chat.store.update_conversation(conversation_id, **changes)
+        except SluiceError as exc:
+            raise cli_error(exc) from None
+
     async def aclose(self) -> None:
         await self.runtime.aclose()
+
+
+def _merged(options: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = {**options, **changes}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 def _conversation(c: Conversation) -> ConversationInfo:

@@ -233,6 +233,17 @@ class RemoteBackend:
         data = await self.call("GET", f"/v1/conversations/{quote(conversation_id, safe='')}")
         return _conversation(data), [_message(m) for m in data.get("messages", [])]
 
+    async def save_settings(
+        self, conversation_id: str, changes: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        path = f"/v1/conversations/{quote(conversation_id, safe='')}"
+        if options:
+            stored = (await self.call("GET", path)).get("options") or {}
+            merged = {**stored, **options}
+            changes = {**changes, "options": {k: v for k, v in merged.items() if v is not None}}
+        if changes:
+            await self.call("PATCH", path, json=changes)
+
     async def aclose(self) -> None:
         await self._session.close()
         # aiohttp's connector closes its transports on the next loop iterations.

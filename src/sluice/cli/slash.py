@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -23,11 +23,24 @@ if TYPE_CHECKING:
 
 Handler = Callable[["ChatRepl", str], Awaitable[None]]
 
+
+@runtime_checkable
+class SavesSettings(Protocol):
+    """A backend that can write a conversation's settings (both built-in ones can; a
+    stand-in without it only changes the session)."""
+
+    async def save_settings(
+        self, conversation_id: str, changes: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        """Set the conversation's fields in ``changes`` and, in its options, each key
+        of ``options`` (None removes it)."""
+
+
 #: name -> (arguments, what it does); the order of /help.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "/model": ("[NAME]", "list the models, or switch to NAME"),
-    "/system": ("[TEXT | off]", "show, set or clear the system prompt"),
-    "/temperature": ("[T | default]", "show or set the temperature, 0 to 2"),
+    "/model": ("[NAME]", "list the models, or switch to NAME (kept with the conversation)"),
+    "/system": ("[TEXT | off]", "show, set or clear the system prompt (kept, too)"),
+    "/temperature": ("[T | default]", "show or set the temperature, 0 to 2 (kept, too)"),
     "/option": ("[KEY=JSON | KEY=]", "show, set or remove a model option (max_tokens, seed…)"),
     "/retry": ("", "answer the last question again (kept as a new version)"),
     "/new": ("", "start a new conversation"),
@@ -88,6 +101,22 @@ async def _model(repl: ChatRepl, argument: str) -> None:
         raise CliError(f"no model {argument!r}; pick one of: {', '.join(models)}")
     repl.state.model = argument
     repl.note(f"model: {argument}")
+    await _keep(repl, {"model": argument})
+
+
+async def _keep(
+    repl: ChatRepl, changes: dict[str, Any], options: dict[str, Any] | None = None
+) -> None:
+    """Keep a setting with the conversation, so that ``chat -c`` (or the web page)
+    continues with it; a conversation not started yet gets it with its first turn."""
+    conversation_id = repl.state.conversation_id
+    backend = repl.backend
+    if conversation_id is None or not isinstance(backend, SavesSettings):
+        return
+    try:
+        await backend.save_settings(conversation_id, changes, options or {})
+    except CliError as exc:
+        repl.note(f"not saved to the conversation: {exc.message}")
 
 
 async def _system(repl: ChatRepl, argument: str) -> None:
@@ -98,6 +127,7 @@ async def _system(repl: ChatRepl, argument: str) -> None:
         return
     state.system = "" if argument.lower() in ("off", "none", "clear") else argument
     repl.note("system prompt cleared" if not state.system else "system prompt set")
+    await _keep(repl, {"system_prompt": state.system or None})
 
 
 async def _temperature(repl: ChatRepl, argument: str) -> None:
@@ -109,6 +139,7 @@ async def _temperature(repl: ChatRepl, argument: str) -> None:
     if argument.lower() in ("default", "off", "none"):
         state.temperature = None
         repl.note("temperature: the model's default")
+        await _keep(repl, {}, {"temperature": None})
         return
     try:
         value = float(argument)
@@ -118,6 +149,7 @@ async def _temperature(repl: ChatRepl, argument: str) -> None:
         raise CliError(f"temperature {argument!r} is not a number from 0 to 2")
     state.temperature = value
     repl.note(f"temperature: {value}")
+    await _keep(repl, {}, {"temperature": value})
 
 
 async def _option(repl: ChatRepl, argument: str) -> None:

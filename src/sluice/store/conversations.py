@@ -344,7 +344,8 @@ class SQLStore:
         | None = None,
     ) -> int:
         """Answers left ``streaming`` by a process that died: mark them ``incomplete``
-        (their text was saved up to the last second). Only ones not touched for
+        with the finish reason ``interrupted`` — not a reader's Stop — (their text was
+        saved up to the last second). Only ones not touched for
         ``older_than`` seconds, so another live instance's answers are left alone; with
         ``dead``, only those it picks from (message id, stream id, last touched) of
         those (at most 500, oldest first) — an answer touched or finished meanwhile is
@@ -372,7 +373,7 @@ class SQLStore:
             statement = statement.where(messages.c.id.in_(chosen))
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                statement.values(status="incomplete", finish_reason="incomplete")
+                statement.values(status="incomplete", finish_reason="interrupted")
             )
         return int(result.rowcount)
 

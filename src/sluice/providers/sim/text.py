@@ -113,6 +113,11 @@ _WORD = re.compile(r"[^\W_]+(?:[-.][^\W_]+)*|\S")
 _JAPANESE_TOPIC = re.compile(f"[{_KATAKANA}{_IDEOGRAPHS}]{{2,}}|[A-Za-z][A-Za-z0-9.+#-]*")
 _MARKUP = re.compile(r"\[([^\]]*)\]\([^)]*\)|[*`]")
 _MAX_TOPICS = 6
+#: A prompt that asks for a table ("Show me a table", "表で") gets one right after the
+#: intro, whatever the plan would have drawn.
+_TABLE_ASK = re.compile(r"\btables?\b|表", re.IGNORECASE)
+#: Tokens a header, its rule and two rows take at most.
+_SMALLEST_TABLE = 80
 # Longer "words" are pasted data (hashes, base64), not something to talk about.
 _MAX_WORD = 24
 # Topics come from the start of the prompt: scanning a megabyte of pasted text for six
@@ -175,6 +180,7 @@ class _Writer:
         self.hinted = list(dict.fromkeys(lang for word, lang in hints.items() if word in words))
         self.lang = ""
         self.index = 0
+        self.wants_table = bool(_TABLE_ASK.search(prompt[:_TOPIC_SCAN]))
 
     # --- grammar ---
 
@@ -333,6 +339,12 @@ class _Writer:
         tolerance = max(2, target // 20)
         reserve = min(max(target // 10, 6), 30)
         draft.add(self.paragraph("intro", min(max(target // 5, 8), 60, target), tolerance))
+        if self.wants_table:
+            # Room for a header and two rows at least: asked for a table, a short answer
+            # runs a little long rather than leave it out.
+            table = self.table(max(target - reserve - draft.tokens - 1, _SMALLEST_TABLE))
+            if table is not None:
+                draft.add(table)
         kinds: dict[str, Callable[[int], str | None]] = {
             "code": self.code,
             "list": self.bullets,

@@ -226,6 +226,8 @@ export class AnswerView extends MessageView {
     this.text = text || "";
     this.markdown.finish(this.text);
     this.setBusy(false);
+    // Nothing to copy or regenerate for a question never sent: its card has Retry, Edit.
+    if (this.unsent) this.actions.hidden = true;
     this.setBadge("failed", "Failed");
     const detail = error.status ? ` (HTTP ${error.status})` : "";
     // A request refused as it was (400, 413…) would be refused again: edit it instead.

@@ -104,7 +104,7 @@ export class Transcript {
 
   /** Only the last answer offers regenerate; a question left without one offers it. */
   update() {
-    const lastAnswer = this.last("assistant");
+    const lastAnswer = this.views.findLast((view) => view.role === "assistant" && !view.unsent);
     for (const view of this.views) {
       if (view.regenerateButton) view.regenerateButton.hidden = view !== lastAnswer;
     }

@@ -6,9 +6,11 @@ import { ApiError, NetworkError, api, readEvents } from "./api.js";
 
 const STALL_MS = 45000; // no bytes, not even a keep-alive ping: assume the connection died
 const SLICE_MS = 10;
-// A resumed stream first replays what was generated before it was joined, all at once:
-// what arrives this soon after the response opens is that backlog, not live speed.
-const BACKLOG_MS = 150;
+// A resumed stream first replays what was generated before it was joined, all at once,
+// and the live rate must not count that backlog. It is over once a read has to wait for
+// the network (the page caught up with the model), or at the latest after BACKLOG_MS.
+const CAUGHT_UP_WAIT_MS = 4;
+const BACKLOG_MS = 1000;
 
 function nextTask() {
   if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
@@ -35,6 +37,7 @@ export class Turn {
     this.chunks = 0;
     // The live rate counts only what arrived as it was generated (see BACKLOG_MS).
     this.resumed = false;
+    this.caughtUp = false;
     this.openedAt = 0;
     this.liveFrom = 0;
     this.liveChunks = 0;
@@ -144,9 +147,12 @@ export class Turn {
     };
     watchdog();
     let slice = performance.now();
+    let readAt = slice;
     try {
       for await (const batch of events) {
         watchdog();
+        // Data already received is read at once; a wait means this is what arrives now.
+        if (this.chunks && performance.now() - readAt > CAUGHT_UP_WAIT_MS) this.caughtUp = true;
         for (const frame of batch) this.handle(frame);
         if (this.ended || this.detached) break;
         // Reads of data already received resolve at once (microtasks): a big replay would
@@ -155,6 +161,7 @@ export class Turn {
           await nextTask();
           slice = performance.now();
         }
+        readAt = performance.now();
       }
     } finally {
       clearTimeout(timer);
@@ -234,7 +241,7 @@ export class Turn {
     const now = performance.now();
     if (this.liveFrom) {
       this.liveChunks += 1;
-    } else if (!this.resumed || now - this.openedAt > BACKLOG_MS) {
+    } else if (!this.resumed || this.caughtUp || now - this.openedAt > BACKLOG_MS) {
       this.liveFrom = now; // like the first token: the clock starts here, it is not counted
     }
   }

@@ -4,6 +4,8 @@ output guard's hold-back window over a stream cut at every possible place."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -57,6 +59,16 @@ def test_folding_joins_widths_cases_and_kana() -> None:
         ("key sk-proj-abcdefghijklmnopqrstuvwx", "key [SECRET]"),
         ("aws AKIAIOSFODNN7EXAMPLE!", "aws [SECRET]!"),
         ("version 1.2.3 and year 2026", "version 1.2.3 and year 2026"),
+        # Cards among other numbers, and phones with other dashes.
+        ("Card 4111 1111 1111 1111 12/27 cvv 123", "Card [CARD] 12/27 cvv 123"),
+        ("year 2024 4111 1111 1111 1111", "year 2024 [CARD]"),
+        ("two 4111 1111 1111 1111 5500 0000 0000 0004", "two [CARD] [CARD]"),
+        ("long 41111111111111111111 number", "long 41111111111111111111 number"),
+        ("call 090ー1234ー5678 now", "call [PHONE] now"),
+        ("mail bob@exa\u200bmple.com", "mail [EMAIL]"),
+        # Overlapping matches become one mask: nothing of either is left out.
+        ("call (03) 1234-5678bob.smith@example.com", "call [PHONE]"),
+        ("::ffff:192.168.1.1 up", "[IP] up"),
     ],
 )
 def test_pii_detectors(text: str, expected: str) -> None:
@@ -65,7 +77,11 @@ def test_pii_detectors(text: str, expected: str) -> None:
 
 def test_keywords_match_whole_words_and_every_width_and_kana() -> None:
     words = rule(kind="keywords", words=["secret plan", "ヒミツ"], action="mask")
-    assert redact("the SECRET  plan", words) == "the SECRET  plan"  # two spaces: not the phrase
+    # White space runs, invisible characters and accents do not hide a word.
+    assert redact("the SECRET  plan", words) == "the [R]"
+    assert redact("the secret\tplan", words) == "the [R]"
+    assert redact("the se\u200bcret pl\u00adan", words) == "the [R]"
+    assert redact("the sécret plan", words) == "the [R]"
     assert redact("the Secret Plan!", words) == "the [R]!"
     assert redact("ｓｅｃｒｅｔ ｐｌａｎ", words) == "[R]"
     assert redact("secret planet", words) == "secret planet"
@@ -188,3 +204,73 @@ async def test_input_is_masked_or_blocked_naming_the_message() -> None:
 def test_bad_rules_are_refused_naming_the_problem(config: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         GuardrailConfig.model_validate({"name": "r", **config})
+
+
+def test_a_match_that_keeps_growing_is_masked_without_rescanning_it_forever() -> None:
+    guard = OutputGuard([PII], 64)
+    out = guard.feed([TextDelta("key sk-")])
+    for _ in range(5000):  # a 20,000-character key-shaped run
+        out += guard.feed([TextDelta("aaaa")])
+    out += guard.feed([TextDelta(" done"), Finish("stop")])
+    assert "".join(texts(out)) == "key [SECRET] done"
+
+
+async def test_a_word_split_over_content_parts_is_still_the_word() -> None:
+    guardrails = Guardrails(
+        [
+            GuardrailConfig(name="pii", kind="pii", action="mask"),
+            GuardrailConfig(name="words", kind="keywords", words=["bomb"]),
+        ]
+    )
+    rules = guardrails.select("m", None)
+    split = chat_request_from_body(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": t} for t in ("a bo", "mb")]}
+            ],
+        }
+    )
+    with pytest.raises(ContentFiltered):
+        await guardrails.check_input(split, rules)
+    mail = chat_request_from_body(
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": t} for t in ("mail bob@exa", "mple.com now")
+                    ],
+                }
+            ],
+        }
+    )
+    checked = await guardrails.check_input(mail, rules)
+    assert [p["text"] for p in checked.messages[0]["content"]] == ["mail [EMAIL]", " now"]
+
+
+def test_a_keyword_longer_than_the_window_is_refused_for_output() -> None:
+    from sluice.settings import Settings
+
+    rule = {"name": "w", "kind": "keywords", "words": ["a rather long forbidden phrase"]}
+    with pytest.raises(ValueError, match="longer than guardrail_window"):
+        Settings(guardrail_window=16, guardrails=[rule])
+    Settings(guardrail_window=16, guardrails=[{**rule, "applies_to": ["input"]}])
+
+
+def test_a_backtracking_pattern_does_not_hang_the_scan() -> None:
+    # `re` would take longer than the age of the universe on this; the `regex` engine
+    # answers at once (and would stop a scan past SCAN_SECONDS). Run apart, so a
+    # regression fails instead of hanging the suite.
+    code = (
+        "from sluice.guard.config import GuardrailConfig as G\n"
+        "from sluice.guard.rules import build_rule, scan\n"
+        "r = build_rule(G(name='r', kind='regex', patterns=['(a+)+$'], action='flag'))\n"
+        "print(len(scan('a' * 64 + '!', [r])))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"

@@ -303,3 +303,24 @@ def test_a_bad_guardrail_config_is_refused_at_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "does not compile" in result.stderr
+
+
+async def test_a_stored_response_keeps_only_masked_input(guarded: ServerProcess) -> None:
+    status, body = await post(
+        guarded,
+        "/v1/responses",
+        {
+            "model": "sim",
+            "instructions": "reply to ann@example.com",
+            "input": "I am bo@example.net",
+        },
+    )
+    assert status == 200
+    assert body["instructions"] == "reply to [EMAIL]"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{guarded.url}/v1/responses/{body['id']}") as r:
+            stored = await r.text()
+        continued = {"model": "sim", "input": "and?", "previous_response_id": body["id"]}
+        async with session.post(guarded.url + "/v1/responses", json=continued) as r:
+            assert r.status == 200
+    assert "@example" not in stored

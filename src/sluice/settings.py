@@ -195,6 +195,15 @@ class Settings(BaseSettings):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"guardrail names must be unique; repeated: {duplicates}")
+        window = self.guardrail_window
+        for rule in self.guardrails:
+            long = [w for w in rule.words if len(w) > window]
+            if "output" in rule.applies_to and long:
+                # On the stream, a match longer than the window could leave unchecked.
+                raise ValueError(
+                    f"guardrail {rule.name!r}: {long[0]!r} is longer than guardrail_window "
+                    f"({window}); raise the window or apply the rule to input only"
+                )
         return self
 
     @model_validator(mode="after")

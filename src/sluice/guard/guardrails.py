@@ -15,6 +15,7 @@ metrics and the request log.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,6 +31,8 @@ from sluice.wire.openai_request import ChatRequest
 
 #: The hold-back window when the settings name none (characters).
 DEFAULT_WINDOW = 64
+#: Input text past this many characters is scanned in a worker thread.
+THREAD_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +89,19 @@ class Guardrails:
         if not rules.input and not rules.remote:
             return request
         messages = request.messages
-        changed: list[dict[str, Any]] = []
-        texts: list[tuple[int, str]] = []
-        for position, message in enumerate(messages):
-            updated, text = self._message(position, message, rules.input)
-            changed.append(updated)
-            if text:
-                texts.append((position, text))
+        found: list[Match] = []
+        try:
+            if _size(messages) > THREAD_CHARS:
+                # A big body is scanned off the event loop (other requests go on).
+                changed, texts = await asyncio.to_thread(
+                    self._local_input, messages, rules.input, found
+                )
+            else:
+                changed, texts = self._local_input(messages, rules.input, found)
+        finally:
+            # Each rule and action once per request, however many matches.
+            for match in {(m.rule, m.action): m for m in found}.values():
+                self._took_effect(match, "input")
         for rule in rules.remote:
             verdicts = await rule.check([text for _, text in texts])
             for (position, _), verdict in zip(texts, verdicts, strict=True):
@@ -104,31 +113,54 @@ class Guardrails:
             return request
         return replace(request, body={**request.body, "messages": changed})
 
+    def _local_input(
+        self, messages: list[dict[str, Any]], rules: list[Rule], found: list[Match]
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+        changed: list[dict[str, Any]] = []
+        texts: list[tuple[int, str]] = []
+        for position, message in enumerate(messages):
+            updated, text = self._message(position, message, rules, found)
+            changed.append(updated)
+            if text:
+                texts.append((position, text))
+        return changed, texts
+
     def _message(
-        self, position: int, message: dict[str, Any], rules: list[Rule]
+        self, position: int, message: dict[str, Any], rules: list[Rule], found: list[Match]
     ) -> tuple[dict[str, Any], str]:
-        """The message with masks applied (itself if none), and its text."""
+        """The message with masks applied (itself if none), and its text; what matched
+        is added to ``found``."""
         content = message.get("content")
         if isinstance(content, str):
-            text = self._checked(content, rules, position)
+            text = self._checked(content, rules, position, found)
             return (message if text == content else {**message, "content": text}), text
         if not isinstance(content, list):
             return message, ""
-        parts: list[Any] = []
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                text = self._checked(part["text"], rules, position)
-                texts.append(text)
-                part = part if text == part["text"] else {**part, "text": text}
-            parts.append(part)
-        same = all(a is b for a, b in zip(parts, content, strict=True))
-        return (message if same else {**message, "content": parts}), "\n".join(texts)
-
-    def _checked(self, text: str, rules: list[Rule], position: int) -> str:
-        matches = scan(text, rules)
+        spots = [
+            (position_, part["text"])
+            for position_, part in enumerate(content)
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+        # The model reads the parts as one text: they are checked as one, so a word
+        # split over two parts is still the word.
+        joined = "".join(text for _, text in spots)
+        matches = scan(joined, rules)
+        found += matches
         for match in matches:
-            self._took_effect(match, "input")
+            if match.action == "block":
+                raise _blocked(match, position)
+        if not any(m.action == "mask" for m in matches):
+            return message, joined
+        parts = list(content)
+        for (at, text), rewritten in zip(spots, _split_masked(joined, spots, matches), strict=True):
+            if rewritten != text:
+                parts[at] = {**content[at], "text": rewritten}
+        return {**message, "content": parts}, joined
+
+    def _checked(self, text: str, rules: list[Rule], position: int, found: list[Match]) -> str:
+        matches = scan(text, rules)
+        found += matches
+        for match in matches:
             if match.action == "block":
                 raise _blocked(match, position)
         return masked(text, matches) if matches else text
@@ -176,6 +208,40 @@ class Guardrails:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+
+
+def _size(messages: list[dict[str, Any]]) -> int:
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return total
+
+
+def _split_masked(joined: str, spots: list[tuple[int, str]], matches: list[Match]) -> list[str]:
+    """Each part's text with the masks of the joined text applied: a mask's label goes
+    where the match starts, and what it covers is removed from every part it spans."""
+    masks = [m for m in matches if m.action == "mask"]
+    out: list[str] = []
+    begin = 0
+    for _, text in spots:
+        end = begin + len(text)
+        pieces: list[str] = []
+        at = begin
+        for match in masks:
+            if match.end <= begin or match.start >= end:
+                continue
+            if match.start >= begin:
+                pieces.append(joined[at : match.start])
+                pieces.append(match.label)
+            at = max(at, min(match.end, end))
+        pieces.append(joined[at:end])
+        out.append("".join(pieces))
+        begin = end
+    return out
 
 
 def _blocked(match: Match, position: int) -> ContentFiltered:

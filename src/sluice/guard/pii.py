@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -22,8 +22,64 @@ class Detector:
     #: A cheap test the text must pass before the pattern runs at all (most prose has
     #: no digit, no @, no colon): the guard runs on every chunk of every answer.
     gate: Callable[[str], bool]
-    pattern: re.Pattern[str]
+    #: Where the candidates are, as (start, end) spans…
+    spans: Spans
+    #: … and which of them are real.
     valid: Callable[[str], bool]
+
+
+Spans = Callable[[str], Iterator[tuple[int, int]]]
+
+
+def _pattern(pattern: str) -> Spans:
+    compiled = re.compile(pattern)
+
+    def spans(text: str) -> Iterator[tuple[int, int]]:
+        for found in compiled.finditer(text):
+            yield found.span()
+
+    return spans
+
+
+#: Digits in groups, one space or hyphen between groups.
+_GROUPS = re.compile(r"(?<![\d])\d+(?:[ \-]\d+)*")
+_GROUP = re.compile(r"\d+")
+
+
+def _grouped(sizes: range, valid: Callable[[str], bool], *, inside: bool = True) -> Spans:
+    """Numbers written in groups (``4111 1111 1111 1111``), found inside longer runs of
+    groups: a card after a year, before an expiry date, two cards in a row. Whole groups
+    only, earliest first, then longest: a longer run of digits is not a card. Not
+    ``inside``: only a whole run counts (twelve digits of a longer number are too often
+    a valid My Number by chance)."""
+
+    def spans(text: str) -> Iterator[tuple[int, int]]:
+        for run in _GROUPS.finditer(text):
+            if not inside:
+                whole = _digits(run.group())
+                if len(whole) in sizes and valid(whole):
+                    yield run.span()
+                continue
+            groups = [g.span() for g in _GROUP.finditer(text, run.start(), run.end())]
+            first = 0
+            while first < len(groups):
+                found = None
+                digits = 0
+                for last in range(first, len(groups)):
+                    digits += groups[last][1] - groups[last][0]
+                    if digits > sizes.stop - 1:
+                        break
+                    if digits in sizes:
+                        candidate = text[groups[first][0] : groups[last][1]]
+                        if valid(candidate):
+                            found = last
+                if found is None:
+                    first += 1
+                    continue
+                yield groups[first][0], groups[found][1]
+                first = found + 1
+
+    return spans
 
 
 _DIGIT = re.compile(r"\d")
@@ -84,24 +140,19 @@ def _ip(text: str) -> bool:
     return True
 
 
-#: A number stands alone: no digit (or digit and separator) right before or after it,
-#: so the first twelve digits of a card are not a My Number.
-_START = r"(?<![\d])(?<![\d][ \-])"
-_END = r"(?![ \-]?\d)"
-
 DETECTORS: tuple[Detector, ...] = (
     Detector(
         "email",
         "[EMAIL]",
         lambda text: "@" in text,
-        re.compile(r"[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,24}"),
+        _pattern(r"[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,24}"),
         lambda _: True,
     ),
     Detector(
         "secret",
         "[SECRET]",
         _secretish,
-        re.compile(
+        _pattern(
             r"(?<![a-z0-9])(?:sk-(?:proj-|ant-|live-|test-)?[a-z0-9_\-]{20,}"
             r"|akia[0-9a-z]{16}|gh[pousr]_[a-z0-9]{36,}|xox[abpr]-[a-z0-9\-]{10,}"
             r"|aiza[0-9a-z_\-]{35}|glpat-[a-z0-9_\-]{20,})"
@@ -112,21 +163,21 @@ DETECTORS: tuple[Detector, ...] = (
         "card",
         "[CARD]",
         _has_digit,
-        re.compile(rf"{_START}\d(?:[ \-]?\d){{12,18}}{_END}"),
-        _card,
+        _grouped(range(13, 20), _card),
+        lambda _: True,
     ),
     Detector(
         "my_number",
         "[MY_NUMBER]",
         _has_digit,
-        re.compile(rf"{_START}\d{{4}}[ \-]?\d{{4}}[ \-]?\d{{4}}{_END}"),
-        lambda text: my_number_valid(_digits(text)),
+        _grouped(range(12, 13), lambda text: my_number_valid(_digits(text)), inside=False),
+        lambda _: True,
     ),
     Detector(
         "phone",
         "[PHONE]",
         _has_digit,
-        re.compile(
+        _pattern(
             r"\+\d{1,3}(?:[ \-.]?\(?\d{1,4}\)?){2,5}(?![\d])"
             r"|(?<![\d+])\(?0\d{1,4}\)?[ \-]?\d{1,4}[ \-]?\d{3,4}(?![\d])"
         ),
@@ -136,14 +187,14 @@ DETECTORS: tuple[Detector, ...] = (
         "ip",
         "[IP]",
         lambda text: "." in text and _has_digit(text),
-        re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)"),
+        _pattern(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)"),
         _ip,
     ),
     Detector(
         "ip",
         "[IP]",
         lambda text: "::" in text or text.count(":") >= 2,
-        re.compile(r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![0-9a-f:])"),
+        _pattern(r"(?<![0-9a-f:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![0-9a-f:])"),
         _ip,
     ),
 )

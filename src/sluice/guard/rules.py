@@ -10,14 +10,23 @@ counts); ``masked`` writes the text with every mask applied.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
+
+import regex
 
 from sluice.guard.config import GuardrailConfig
 from sluice.guard.pii import DETECTORS
 from sluice.guard.text import Folded, fold
+
+logger = logging.getLogger("sluice.guard")
+
+#: Longest one configured pattern may scan one text (seconds) before it counts as a
+#: match (fail closed).
+SCAN_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +85,29 @@ class PatternRule(_Scoped):
             sources = [_keyword(word) for word in config.words if word.strip()]
         else:
             sources = [f"(?:{pattern})" for pattern in config.patterns]
-        self._pattern = re.compile("|".join(sources), re.IGNORECASE)
+        # The `regex` engine, not `re`: configured patterns are not ours, and a pattern
+        # that backtracks without end ((a+)+$) must not stall the event loop. It
+        # handles the classic cases itself, and a scan still too slow is stopped.
+        self._pattern = regex.compile("|".join(sources), regex.IGNORECASE)
 
     def find(self, folded: Folded) -> list[Match]:
         matches = []
-        for found in self._pattern.finditer(folded.text):
-            if found.end() > found.start():
-                start, end = folded.span(found.start(), found.end())
-                matches.append(
-                    Match(start, end, self.name, self.action, self.category, self._label)
-                )
+        try:
+            for found in self._pattern.finditer(folded.text, timeout=SCAN_SECONDS):
+                if found.end() > found.start():
+                    start, end = folded.span(found.start(), found.end())
+                    matches.append(
+                        Match(start, end, self.name, self.action, self.category, self._label)
+                    )
+        except TimeoutError:
+            logger.warning(
+                "guardrail %s: a scan took over %s s; treated as a match", self.name, SCAN_SECONDS
+            )
+            if self.action == "flag":
+                return matches
+            # Fail closed: what could not be checked is blocked, or masked whole.
+            end = folded.span(0, len(folded.text))[1] if folded.text else 0
+            return [Match(0, end, self.name, self.action, self.category, self._label)]
         return matches
 
 
@@ -120,9 +142,9 @@ class PIIRule(_Scoped):
                 passed = gates[gate] = gate(text)
             if not passed:
                 continue
-            for found in detector.pattern.finditer(text):
-                if detector.valid(found.group()):
-                    start, end = folded.span(found.start(), found.end())
+            for first, last in detector.spans(text):
+                if detector.valid(text[first:last]):
+                    start, end = folded.span(first, last)
                     category = self._category or f"pii/{detector.name}"
                     matches.append(
                         Match(start, end, self.name, self.action, category, detector.label)
@@ -148,8 +170,14 @@ def scan(text: str, rules: list[Rule]) -> list[Match]:
     kept: list[Match] = []
     for match in found:
         if kept and match.start < kept[-1].end:
-            if match.action == "block" and kept[-1].action != "block":
+            last = kept[-1]
+            if match.action == "block" and last.action != "block":
                 kept[-1] = match  # a block is never hidden by a mask over the same text
+            elif last.action != "block" and "mask" in (match.action, last.action):
+                # Overlapping masks (a phone running into an e-mail address) become one
+                # span, so no part of either is left out; a flag never hides a mask.
+                wider = last if last.action == "mask" else match
+                kept[-1] = replace(wider, start=last.start, end=max(last.end, match.end))
             continue
         kept.append(match)
     return kept

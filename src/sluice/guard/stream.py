@@ -25,6 +25,7 @@ with the upstream's tokens).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,12 +33,15 @@ from sluice.events import Event, Finish, RoleStart, StreamError, TextDelta, Usag
 from sluice.guard.rules import Match, Rule, masked, scan
 from sluice.tokens import estimate_usage
 
+#: What continues a token-shaped run (a key, an address) at the start of new text.
+_RUN = re.compile(r"^[\w.\-+@%:/=~]+")
+
 #: Told of each match that took effect (flags, masks, blocks), once.
 Report = Callable[[Match, str], None]
 
 
 class _Choice:
-    __slots__ = ("blocked", "finished", "held", "released", "reported")
+    __slots__ = ("blocked", "finished", "held", "released", "reported", "swallowing")
 
     def __init__(self) -> None:
         self.held = ""
@@ -47,10 +51,12 @@ class _Choice:
         self.blocked = False
         self.finished = False
         self.reported: set[tuple[str, int]] = set()
+        #: Dropping what continues a run masked whole (see OutputGuard._swallow).
+        self.swallowing = False
 
 
 class OutputGuard:
-    __slots__ = ("_choices", "_report", "_rules", "_step", "_tokens", "_window")
+    __slots__ = ("_choices", "_hold", "_report", "_rules", "_step", "_tokens", "_window")
 
     def __init__(self, rules: list[Rule], window: int, report: Report | None = None) -> None:
         self._rules = rules
@@ -58,6 +64,9 @@ class OutputGuard:
         #: Text is checked and released once this much more than the window is held, not
         #: on every chunk: a scan costs about the same for 4 characters as for 20.
         self._step = max(1, window // 4)
+        #: The most text a match still touching the end may hold back: past it, what is
+        #: older than the window goes out (masked as far as it matched).
+        self._hold = max(4 * window, 256)
         self._report = report
         self._choices: dict[int, _Choice] = {}
         #: Token-bearing events the upstream sent (for an estimate if it is cut off).
@@ -79,7 +88,15 @@ class OutputGuard:
                 self._tokens += 1
                 choice = self._choice(event.index)
                 if not choice.blocked:
-                    choice.held += event.text
+                    text = event.text
+                    if choice.swallowing:
+                        rest = _RUN.sub("", text, count=1)
+                        choice.released += len(text) - len(rest)
+                        if not rest:
+                            continue
+                        choice.swallowing = False
+                        text = rest
+                    choice.held += text
                     if len(choice.held) >= self._window + self._step:
                         self._release(event.index, choice, out, final=False)
             elif kind is Finish:
@@ -133,6 +150,13 @@ class OutputGuard:
             for match in matches:
                 if match.end >= len(text) or match.start < cut < match.end:
                     cut = min(cut, match.start)
+            growing = next((m for m in matches if m.end >= len(text)), None)
+            if growing is not None and len(text) - growing.start > self._hold:
+                # A match that keeps growing (a token-shaped run with no end) is masked
+                # whole now, and what continues it is dropped until the run ends:
+                # holding it would rescan it on every chunk.
+                self._swallow(index, choice, growing, matches, out)
+                return
         if cut <= 0:
             return
         for match in matches:
@@ -143,6 +167,20 @@ class OutputGuard:
         choice.released += cut
         if released:
             out.append(TextDelta(released, index))
+
+    def _swallow(
+        self, index: int, choice: _Choice, growing: Match, matches: list[Match], out: list[Event]
+    ) -> None:
+        text = choice.held
+        for match in matches:
+            if match.end <= growing.start:
+                self._tell(choice, match)
+        self._tell(choice, growing)
+        released = masked(text, matches, end=growing.start) + growing.label
+        choice.held = ""
+        choice.released += len(text)
+        choice.swallowing = True
+        out.append(TextDelta(released, index))
 
     def _tell(self, choice: _Choice, match: Match) -> None:
         where = (match.rule, choice.released + match.start)

@@ -2,12 +2,17 @@
 
 Rules match on folded text — NFKC (full-width and half-width forms, compatibility
 characters), case-folded, katakana as hiragana — so ``ＥＸＡＭＰＬＥ``, ``example`` and
-``Example`` are one word, and ``ｶﾀｶﾅ``, ``カタカナ`` and ``かたかな`` too. A match is found
-in the folded text and masked in the original: ``Folded.span`` maps it back.
+``Example`` are one word, and ``ｶﾀｶﾅ``, ``カタカナ`` and ``かたかな`` too. What is used to
+slip past a rule is folded away as well: invisible characters (zero-width spaces and
+joiners, soft hyphens, BOMs: Unicode's format characters) are dropped, accents on Latin
+letters are dropped, any run of white space is one space, and every dash (``ー − — –``)
+is ``-``. A match is found in the folded text and masked in the original:
+``Folded.span`` maps it back.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,9 +27,27 @@ _RANGE = tuple(range(_CACHED))
 _ENDS = tuple(range(1, _CACHED + 1))
 
 
+#: Dashes (and the katakana long-vowel mark, which stands in for one in phone numbers).
+_DASHES = {ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff70"}
+#: ASCII text the fast path cannot fold: runs of white space, or white space other than
+#: a plain space.
+_SPACING = re.compile(r"\s\s|[\t\n\r\f\v]")
+
+
 @lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
-    return unicodedata.normalize("NFKC", char).casefold().translate(_KATAKANA)
+    if unicodedata.category(char) == "Cf":
+        return ""  # invisible: zero-width space, joiner, soft hyphen, BOM …
+    if char.isspace():
+        return " "
+    folded = unicodedata.normalize("NFKC", char.translate(_DASHES)).casefold()
+    if not folded.isascii() and all(ord(c) < 0x250 for c in folded):
+        # A Latin letter with an accent: é is e (decomposed, the marks dropped).
+        bare = "".join(
+            c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
+        )
+        folded = bare or folded
+    return folded.translate(_KATAKANA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +65,7 @@ class Folded:
 
 
 def fold(text: str) -> Folded:
-    if text.isascii():
+    if text.isascii() and _SPACING.search(text) is None:
         # The common case: ASCII folds to its lower case, one character for one.
         size = len(text)
         if size <= _CACHED:
@@ -53,6 +76,14 @@ def fold(text: str) -> Folded:
     ends: list[int] = []
     for position, char in enumerate(text):
         folded = _fold_char(char)
+        if not folded:
+            continue
+        if folded == " " and out and out[-1] == " ":
+            ends[-1] = position + 1  # one space for a run of them
+            continue
+        if unicodedata.combining(folded[0]) and out and out[-1].isascii():
+            ends[-1] = position + 1  # an accent on a Latin letter: é is e
+            continue
         if folded in _MARKS and out:
             # ｶﾞ -> カ + a combining mark: compose with the character before it (ガ -> が).
             composed = unicodedata.normalize("NFC", out[-1] + folded)

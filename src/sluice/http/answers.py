@@ -111,6 +111,8 @@ class Started:
     generation: Generation
     #: Response headers the answer brings (rate limits, cache outcome).
     headers: list[tuple[bytes, bytes]]
+    #: The request as admitted: input guardrails' masks applied.
+    request: ChatRequest
 
 
 async def start_answer(
@@ -168,4 +170,4 @@ async def start_answer(
     if record is not None:
         record.generation = generation
         record.cache, record.coalesced = decision.outcome, decision.coalesced
-    return Started(generation, [*ticket.headers, *decision.headers])
+    return Started(generation, [*ticket.headers, *decision.headers], request)

@@ -136,16 +136,25 @@ class Responses(ApiEdge):
                 code="context_length_exceeded",
             )
 
+        admitted: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+
         def finished(generation: Generation) -> None:
-            if request.store:
-                self._save_final(generation, request, history)
+            if request.store and admitted:
+                self._save_final(generation, *admitted[0])
 
         started = await self._start(
             scope, chat, policy=disconnect_policy(scope), format="responses", on_finish=[finished]
         )
+        # What is repeated and stored is what the model was sent: guardrails' masks on.
+        sent = started.request.messages
+        echo = request.echo
+        if request.instructions:
+            echo = {**echo, "instructions": sent[0]["content"]}
+            sent = sent[1:]
+        admitted.append((echo, sent))
         generation = started.generation
         info = generation.info
-        writer = ResponseWriter(response_id(info.id), info.created, info.model, request.echo)
+        writer = ResponseWriter(response_id(info.id), info.created, info.model, echo)
         if request.store:
             self._save(_stored(info, writer.response("in_progress"), "in_progress"), first=True)
         stream = LocalStream(generation)
@@ -154,7 +163,7 @@ class Responses(ApiEdge):
                 response = SSEResponse(send, info.id, started.headers)
                 await self._stream(stream, ResponsesRecords(writer), response, receive)
             else:
-                await self._respond(stream, request, receive, send, started.headers)
+                await self._respond(stream, request.store, echo, receive, send, started.headers)
 
     async def _history(self, request: ResponsesRequest, owner: str) -> list[dict[str, Any]]:
         previous = request.previous_response_id
@@ -171,7 +180,8 @@ class Responses(ApiEdge):
     async def _respond(
         self,
         stream: LocalStream,
-        request: ResponsesRequest,
+        store: bool,
+        echo: dict[str, Any],
         receive: Receive,
         send: Send,
         extra: list[tuple[bytes, bytes]],
@@ -179,14 +189,12 @@ class Responses(ApiEdge):
         if not await self._ended(stream, receive):
             return
         info = stream.info
-        body = response_object(
-            response_id(info.id), info.created, info.model, request.echo, stream.events
-        )
+        body = response_object(response_id(info.id), info.created, info.model, echo, stream.events)
         if body["status"] == "failed":
             error = stream.events[-1]
             await send_error(send, error)  # type: ignore[arg-type]
             return
-        if request.store:
+        if store:
             await self._read(body["id"])  # stored before the client can ask for it again
         await send_json(
             send, 200, json_dumps(body), [(b"x-sluice-stream-id", info.id.encode()), *extra]
@@ -211,16 +219,17 @@ class Responses(ApiEdge):
         task.add_done_callback(done)
 
     def _save_final(
-        self, generation: Generation, request: ResponsesRequest, history: list[dict[str, Any]]
+        self, generation: Generation, echo: dict[str, Any], sent: list[dict[str, Any]]
     ) -> None:
+        """``sent``: the conversation the model was sent, without the instructions."""
         info = generation.info
         body = response_object(
-            response_id(info.id), info.created, info.model, request.echo, generation.log.events
+            response_id(info.id), info.created, info.model, echo, generation.log.events
         )
         status = body["status"]
         conversation = None
         if status != "failed":
-            conversation = [*history, *request.input_messages, *output_messages(body["output"])]
+            conversation = [*sent, *output_messages(body["output"])]
         self._save(_stored(info, body, status, conversation))
 
     async def _write(

@@ -16,6 +16,7 @@ from tests.chat_client import chat, get_json
 from tests.faults import new_key, upstream_saw
 from tests.servers import ServerProcess
 from tests.test_streams import wait_for_disconnect
+from tests.test_tenancy import request, tenants, two_keys  # noqa: F401 (fixtures)
 
 
 async def conversation(gateway: ServerProcess, conversation_id: str) -> dict[str, Any]:
@@ -243,20 +244,22 @@ async def test_malformed_json_is_400(gateway: ServerProcess) -> None:
 
 
 async def test_conversations_rest(gateway: ServerProcess) -> None:
+    # A word of its own: other modules' conversations on the shared gateway say "zanzibar".
+    place = "Zanzibar" + new_key()
     async with aiohttp.ClientSession() as session:
         async with session.post(
             f"{gateway.url}/v1/conversations",
-            json={"title": "Zanzibar trip", "system_prompt": "You plan trips.", "model": "relay"},
+            json={"title": f"{place} trip", "system_prompt": "You plan trips.", "model": "relay"},
         ) as response:
             created = await response.json()
         cid = created["id"]
         async with session.patch(
             f"{gateway.url}/v1/conversations/{cid}",
-            json={"title": "Zanzibar in June", "options": {"temperature": 0.3}},
+            json={"title": f"{place} in June", "options": {"temperature": 0.3}},
         ) as response:
             changed = await response.json()
-        assert changed["title"] == "Zanzibar in June" and changed["options"] == {"temperature": 0.3}
-        async with session.get(f"{gateway.url}/v1/conversations", params={"q": "zanzibar"}) as r:
+        assert changed["title"] == f"{place} in June" and changed["options"] == {"temperature": 0.3}
+        async with session.get(f"{gateway.url}/v1/conversations", params={"q": place.lower()}) as r:
             found = await r.json()
         assert [c["id"] for c in found["data"]] == [cid]
         async with session.patch(
@@ -307,3 +310,139 @@ async def test_bad_simulator_options_are_refused_before_anything_is_stored(
             assert "sim.length" in error["message"]
         async with session.get(gateway.url + "/v1/conversations", params={"q": marker}) as r:
             assert (await r.json())["data"] == []
+
+
+# --- continue generating (issue 18) ---------------------------------------------------------
+
+
+async def test_continue_extends_a_cut_off_answer_in_place(
+    gateway: ServerProcess, upstream: ServerProcess
+) -> None:
+    key = new_key()
+    sim = {"sim": {"key": key, "length": 60}}
+    first = await chat(
+        gateway.url, {"message": "tell me", "model": "relay", "options": {**sim, "max_tokens": 8}}
+    )
+    assert first.done["finish_reason"] == "length"
+    cid, mid = first.start["conversation_id"], first.start["message_id"]
+    before = first.done["content"]
+    more = await chat(
+        gateway.url,
+        {"conversation_id": cid, "continue_id": mid, "options": {**sim, "max_tokens": 30}},
+    )
+    assert more.status == 200
+    assert more.start["message_id"] == mid, "the same message, extended"
+    new_text = more.text
+    assert new_text and more.done["content"] == before + new_text
+    # The model saw the partial answer and was asked to carry on from it.
+    assert upstream_saw(upstream, key)["roles"][-1] == ["user", "assistant", "user"]
+    assert upstream_saw(upstream, key)["prompts"][-1].startswith("Continue your previous answer")
+    await asyncio.sleep(0.2)
+    saved = await conversation(gateway, cid)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"], "no new message"
+    answer = saved["messages"][-1]
+    assert answer["id"] == mid and answer["content"] == before + new_text
+    assert answer["status"] == "complete"
+
+
+async def test_continue_a_stopped_answer_over_the_websocket(gateway: ServerProcess) -> None:
+    stopped = await chat(
+        gateway.url,
+        {"message": "long one", "model": "sim", "options": {"sim": {"tokens_per_second": 40}}},
+        stop_after=6,
+    )
+    cid, mid = stopped.start["conversation_id"], stopped.start["message_id"]
+    cancel = f"{gateway.url}/v1/streams/{stopped.start['stream_id']}/cancel"
+    async with aiohttp.ClientSession() as session, session.post(cancel) as response:
+        assert response.status == 200
+    for _ in range(50):
+        answer = (await conversation(gateway, cid))["messages"][-1]
+        if answer["status"] == "incomplete":
+            break
+        await asyncio.sleep(0.1)
+    assert answer["status"] == "incomplete" and answer["content"]
+    before = answer["content"]
+    ws_url = gateway.url.replace("http", "ws", 1) + "/ws"
+    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
+        await ws.send_json(
+            {"type": "chat", "conversation_id": cid, "continue_id": mid, "options": {}}
+        )
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(await ws.receive_json(timeout=20))
+    assert frames[0]["type"] == "start" and frames[0]["message_id"] == mid
+    added = "".join(f["content"] for f in frames if f["type"] == "content")
+    assert added and frames[-1]["content"] == before + added
+    await asyncio.sleep(0.2)
+    saved = (await conversation(gateway, cid))["messages"]
+    assert len(saved) == 2 and saved[-1]["content"] == before + added
+
+
+async def test_continue_refuses_what_cannot_be_continued(gateway: ServerProcess) -> None:
+    done = await chat(gateway.url, {"message": "short", "model": "sim"})
+    cid, mid = done.start["conversation_id"], done.start["message_id"]
+    other = await chat(gateway.url, {"message": "elsewhere", "model": "sim"})
+    cases = [
+        ({"continue_id": mid}, 400, "conversation_id"),  # no conversation
+        ({"conversation_id": cid, "continue_id": mid}, 400, "stopped, interrupted"),  # complete
+        ({"conversation_id": cid, "continue_id": "nope"}, 404, "nope"),
+        # Another conversation's answer is not found here, like one that never was.
+        ({"conversation_id": cid, "continue_id": other.start["message_id"]}, 404, "No message"),
+        ({"conversation_id": cid, "continue_id": mid, "message": "x"}, 400, "exactly one of"),
+    ]
+    for body, status, fragment in cases:
+        refused = await chat(gateway.url, body)
+        assert refused.status == status, body
+        assert refused.error_body is not None
+        assert fragment in refused.error_body["error"]["message"], refused.error_body
+
+
+async def test_continue_and_search_snippets_are_owner_scoped(
+    tenants: ServerProcess,  # noqa: F811
+    two_keys: tuple[str, str],  # noqa: F811
+) -> None:
+    alice, bob = two_keys
+    word = "wombat" + new_key()
+    body = {"message": f"about the {word}", "model": "sim", "options": {"max_tokens": 5}}
+    status, _ = await request(tenants, "POST", "/chat", alice, body)
+    assert status == 200
+    status, found = await request(tenants, "GET", f"/v1/conversations?q={word}", alice)
+    (theirs,) = found["data"]
+    assert word in theirs["snippet"]
+    _, read = await request(tenants, "GET", f"/v1/conversations/{theirs['id']}", alice)
+    answer = read["messages"][-1]
+    assert answer["finish_reason"] == "length"
+    # Bob neither finds it nor continues it: in her conversation or from one of his own.
+    status, found = await request(tenants, "GET", f"/v1/conversations?q={word}", bob)
+    assert found["data"] == []
+    status, _ = await request(tenants, "POST", "/chat", bob, {"message": "mine", "model": "sim"})
+    _, listed = await request(tenants, "GET", "/v1/conversations", bob)
+    own = listed["data"][0]["id"]
+    for cid in (theirs["id"], own):
+        status, error = await request(
+            tenants, "POST", "/chat", bob, {"conversation_id": cid, "continue_id": answer["id"]}
+        )
+        assert status == 404, error
+    status, _ = await request(
+        tenants,
+        "POST",
+        "/chat",
+        alice,
+        {"conversation_id": theirs["id"], "continue_id": answer["id"]},
+    )
+    assert status == 200
+
+
+async def test_search_results_carry_a_snippet_of_the_match(gateway: ServerProcess) -> None:
+    word = "Quokka" + new_key()
+    filler = " ".join(f"word{i}" for i in range(60))
+    message = f"{filler} the {word} lives on an island {filler}"
+    stream = await chat(gateway.url, {"message": message, "model": "sim"})
+    found = await get_json(f"{gateway.url}/v1/conversations?q={word.lower()}")
+    (hit,) = found["data"]
+    assert hit["id"] == stream.start["conversation_id"]
+    snippet = hit["snippet"]
+    assert word in snippet and snippet.startswith("…") and snippet.endswith("…")
+    assert len(snippet) < 200 and "lives on an island" in snippet
+    titled = await get_json(f"{gateway.url}/v1/conversations")
+    assert "snippet" not in titled["data"][0], "only search results have one"

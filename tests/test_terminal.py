@@ -497,3 +497,53 @@ def test_history_commands(tmp_path: Path) -> None:
         "sluice: error: No conversation with id 'ffffffffffffffffffffffff'; "
         "list them with `sluice history list`\n"
     )
+
+
+def test_continue_carries_on_a_cut_off_or_stopped_answer(
+    tmp_path: Path, gateway_config: Path
+) -> None:
+    data = tmp_path / "data"
+    env = terminal_env(data)
+    config = ["-C", str(gateway_config)]
+    term = Terminal(["chat", *config, "-m", "sim", "-o", "max_tokens=10"], env, tmp_path)
+    try:
+        term.wait(r"sim › ")
+        term.line("/continue")
+        term.wait(r"✗ nothing to continue yet")
+        term.line("Tell me a long story")
+        term.wait(r"cut off at max tokens")
+        term.wait(r"/continue carries the answer on")
+        term.wait(r"sim › ")
+        ((_, cut),) = stored(data)
+        assert cut.finish_reason == "length"
+        term.line("/continue")
+        term.wait(r"continuing the answer…")
+        term.wait(r"cut off at max tokens")
+        term.wait(r"sim › ")
+        ((question, grown),) = stored(data)
+        assert grown.id == cut.id, "the same message"
+        assert grown.content.startswith(cut.content) and len(grown.content) > len(cut.content)
+        # A stopped answer carries on too; a complete one is refused.
+        term.line("/option max_tokens=2000")
+        term.line("/option " + sim(tokens_per_second=15, length=300))
+        term.line("Another one")
+        term.wait(r"sim · ttft .* (\d+) tokens")
+        term.send(CTRL_C)
+        term.wait(r"· stopped")
+        term.wait(r"sim › ")
+        stopped = wait_until(lambda: stored(data)[0][-1].status == "incomplete" and stored(data))
+        before = stopped[0][-1]
+        term.line("/option " + sim(tokens_per_second=0, length=20))
+        term.line("/continue")
+        term.wait(FINAL)
+        term.wait(r"sim › ")
+        after = wait_until(lambda: stored(data)[0][-1].status == "complete" and stored(data))
+        assert after[0][-1].id == before.id and after[0][-1].content.startswith(before.content)
+        assert len(after[0]) == 4
+        term.line("/continue")
+        term.wait(r"✗ the last answer is complete; /retry answers again")
+        term.send(CTRL_D)
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+    assert question.role == "user"

@@ -237,6 +237,8 @@ def test_a_crash_mid_answer_shows_interrupted_with_retry(
             assert answer.locator(".badge.stopped").count() == 0
             assert "N/A" not in answer.locator(".metrics").inner_text()
             assert answer.locator(".msg-status").inner_text().startswith("Interrupted")
+            # Continue is offered beside Retry (issue 18, part 2).
+            assert answer.locator("button.continue").is_visible()
             # Retry answers again, as a new version (at full speed, this time).
             call(f"{server.url}/v1/conversations/{chat['id']}", "PATCH", {"options": {}})
             answer.locator(".retry").click()
@@ -280,8 +282,22 @@ def test_an_answer_cut_by_a_shutdown_is_stored_interrupted(
     assert "shutting_down" in rest
     with running(args, tmp, name="after-drain", **start) as server:
         answer = conversation(server.url, first["conversation_id"])["messages"][-1]
-    assert (answer["status"], answer["finish_reason"]) == ("incomplete", "interrupted")
-    assert answer["content"]
+        assert (answer["status"], answer["finish_reason"]) == ("incomplete", "interrupted")
+        assert answer["content"]
+        # Continue carries the interrupted answer on, in the same message.
+        events = chat_turn(
+            server.url,
+            {
+                "conversation_id": first["conversation_id"],
+                "continue_id": answer["id"],
+                "options": {"sim": {"length": 20}},
+            },
+        )
+        assert "event: done" in events
+        grown = stored_answer(server, first["conversation_id"])
+        assert grown["id"] == answer["id"] and grown["status"] == "complete"
+        assert grown["content"].startswith(answer["content"])
+        assert len(grown["content"]) > len(answer["content"])
 
     # A stop is not an interruption.
     chat = new_conversation(gateway.url, model="sim", options=slow(40, 2000))

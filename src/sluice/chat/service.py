@@ -1,113 +1,35 @@
 """One chat turn, end to end: find or create the conversation, fit the history into the
 model's context, store the question, start a detached generation, and save the answer as
 it streams. Regenerate and edit-and-resend are turns too: they add siblings in the
-message tree instead of overwriting anything.
+message tree instead of overwriting anything. Continue is the one turn that writes into
+an existing answer: the model is asked to carry on from its partial text (as failover
+does) and the new text is appended to the same message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import Any
 
 from sluice.cache.key import CacheControl
 from sluice.cache.responses import Decision, ResponseCache
+from sluice.chat.continuing import ContinuingSaver, extended
 from sluice.chat.saver import Saver
 from sluice.chat.titles import title_from
+from sluice.chat.turns import TURN_OPTIONS, Edit, TurnRequest, parse_turn
 from sluice.chat.window import window
 from sluice.engine.engine import Engine
-from sluice.engine.generation import Allowance, Generation
+from sluice.engine.generation import Allowance, Generation, continuation
 from sluice.errors import NotFound, RequestError
 from sluice.owners import visible_to
 from sluice.policy.access import OPEN, Principal
 from sluice.policy.quota import Quota, Ticket
 from sluice.store.conversations import Conversation, ConversationStore, Message, new_id
+from sluice.tokens import estimate_message_tokens
 from sluice.wire.openai_request import ChatRequest, chat_request_from_body
-from sluice.wire.storable import Unstorable, check_text, storable_json
 
-#: Options a turn may set on the model call (the rest of the OpenAI body is the gateway's).
-TURN_OPTIONS = {
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "tools",
-    "tool_choice",
-    "sim",
-}
-
-
-#: Text that is stored or looked up in the database: a NUL or an unpaired surrogate is
-#: a 400 here, before anything is stored, not a driver error half-way through a turn.
-_Text = Annotated[str, AfterValidator(check_text)]
-#: Stored as the conversation's options: nesting, size and every value checked.
-_Options = Annotated[dict[str, Any], AfterValidator(storable_json)]
-
-
-class Edit(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    message_id: _Text = Field(min_length=1)
-    content: _Text = Field(min_length=1)
-
-
-class TurnRequest(BaseModel):
-    """The body of ``POST /chat`` and of a WebSocket ``chat`` frame."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    conversation_id: _Text | None = None
-    message: _Text | None = Field(default=None, min_length=1)
-    #: A stateless turn: sent on, never stored (its nesting is checked with the request).
-    messages: list[dict[str, Any]] | None = None
-    model: _Text | None = None
-    system: _Text | None = None
-    options: _Options | None = None
-    #: Answer the last question again (a new version of the last answer).
-    regenerate: bool = False
-    #: Replace an earlier question (a new version of it) and answer that.
-    edit: Edit | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TurnRequest:
-        kinds = sum(
-            [self.message is not None, self.messages is not None, self.regenerate, bool(self.edit)]
-        )
-        if kinds != 1:
-            raise ValueError("give exactly one of message, messages, regenerate, edit")
-        if (self.regenerate or self.edit) and not self.conversation_id:
-            raise ValueError("regenerate and edit need a conversation_id")
-        if self.messages is not None and self.conversation_id:
-            raise ValueError("messages (a stateless turn) cannot go with a conversation_id")
-        unknown = set(self.options or {}) - TURN_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
-        return self
-
-
-def parse_turn(data: Any, *, max_json_bytes: int | None = None) -> TurnRequest:
-    """A turn's body -> TurnRequest, or RequestError (400) naming the field. Stored JSON
-    (``options``) may serialise to ``max_json_bytes`` (default: the settings' default)."""
-    context = {} if max_json_bytes is None else {"max_json_bytes": max_json_bytes}
-    try:
-        return TurnRequest.model_validate(data, context=context)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = ".".join(str(part) for part in error["loc"]) or None
-        message = error["msg"].removeprefix("Value error, ")
-        cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, Unstorable) and cause.path:
-            # Named down to the value inside the field: 'options.a.b'.
-            loc = ".".join([*(str(part) for part in error["loc"][:-1]), cause.path])
-            message = cause.problem
-        raise RequestError(
-            f"Invalid value for '{loc}': {message}" if loc else message, param=loc
-        ) from None
+__all__ = ["TURN_OPTIONS", "ChatService", "Edit", "Turn", "TurnRequest", "parse_turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +40,8 @@ class _Plan:
     parent: str | None
     #: An existing question to answer again (regenerate) instead of storing a new one.
     reuse: str | None
+    #: The answer a continue turn carries on (its text so far is the new text's prefix).
+    extends: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +52,8 @@ class Turn:
     model: str
     #: Where the answer comes from (the response cache's decision), when a cache is on.
     decision: Decision | None = None
+    #: A continue turn's stored text before the new text (the done frame reports both).
+    prefix: str = ""
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -265,19 +191,25 @@ class ChatService:
         new = {"role": "user", "content": plan.question}
         history = [_as_message(m) for m in plan.history if _usable(m)]
         budget = self.engine.config(model).context_tokens
+        prefix = plan.extends.content if plan.extends else ""
+        if plan.extends:
+            # The partial answer and the request to carry on take their share of it.
+            budget -= estimate_message_tokens({"role": "assistant", "content": prefix}) + 32
         # Fits the context (or a 400 naming the limit) before anything is stored.
         messages = window(system, history, new, budget=budget)
         request = chat_request_from_body(
             {**options, "model": model, "messages": messages, "stream": True}
         )
+        if plan.extends:
+            request = continuation(request, prefix)
         rules = self.engine.guardrails.select(model, principal.key_names)
         request = await self.engine.guardrails.check_input(request, rules)
         # The question is stored as the model saw it: masked.
-        question = request.messages[-1]["content"]
+        question = plan.question if plan.extends else request.messages[-1]["content"]
         decision = await self._decide(request, principal, control, paced)
         # Admitted (key, limits, budget) before anything is stored.
         ticket, allowance = await self._admit(principal, request, decision)
-        answer_id = new_id()
+        answer_id = plan.extends.id if plan.extends else new_id()
         try:
             generation = self.engine.start(
                 request,
@@ -300,36 +232,63 @@ class ChatService:
         self._track(generation, decision)
         self._meter(generation, principal, ticket)
         try:
-            parent = plan.reuse
-            if parent is None:
-                stored = await self.store.add_message(
-                    Message(new_id(), conversation.id, plan.parent, "user", question)
-                )
-                parent = stored.id
-            await self.store.add_message(
-                Message(
+            if plan.extends:
+                await self.store.update_message(
                     answer_id,
-                    conversation.id,
-                    parent,
-                    "assistant",
-                    "",
-                    model=model,
                     status="streaming",
                     stream_id=generation.id,
+                    finish_reason=None,
+                    error=None,
+                    model=model,
                 )
-            )
+            else:
+                await self._store_turn(
+                    conversation.id, plan, question, answer_id, model, generation
+                )
         except BaseException:
             # Nothing half-written runs on: an answer nobody could ever read is stopped.
             generation.cancel()
             raise
-        saver = Saver(generation, self.store, answer_id, interval=self._save_interval)
+        saver = ContinuingSaver(
+            prefix, generation, self.store, answer_id, interval=self._save_interval
+        )
         self._savers.add(saver)
         saver.task.add_done_callback(lambda _: self._savers.discard(saver))
         if not conversation.title:
             await self.store.update_conversation(conversation.id, title=title_from(question))
-        return Turn(generation, conversation.id, answer_id, model, decision)
+        return Turn(generation, conversation.id, answer_id, model, decision, prefix)
+
+    async def _store_turn(
+        self,
+        conversation_id: str,
+        plan: _Plan,
+        question: str,
+        answer_id: str,
+        model: str,
+        generation: Generation,
+    ) -> None:
+        parent = plan.reuse
+        if parent is None:
+            stored = await self.store.add_message(
+                Message(new_id(), conversation_id, plan.parent, "user", question)
+            )
+            parent = stored.id
+        await self.store.add_message(
+            Message(
+                answer_id,
+                conversation_id,
+                parent,
+                "assistant",
+                "",
+                model=model,
+                status="streaming",
+                stream_id=generation.id,
+            )
+        )
 
     async def _plan(self, turn: TurnRequest, conversation_id: str) -> _Plan:
+        if turn.continue_id is not None:
+            return await self._continue_plan(turn.continue_id, conversation_id)
         path = await self.store.path(conversation_id)
         if turn.regenerate:
             asked = [i for i, m in enumerate(path) if m.role == "user"]
@@ -355,6 +314,13 @@ class ChatService:
             return _Plan(before, turn.edit.content, target.parent_id, None)
         assert turn.message is not None
         return _Plan(path, turn.message, path[-1].id if path else None, None)
+
+    async def _continue_plan(self, message_id: str, conversation_id: str) -> _Plan:
+        target = await extended(self.store, self._savers, message_id, conversation_id)
+        assert target.parent_id is not None  # an answer always answers a question
+        asked = await self.store.path(conversation_id, target.parent_id)
+        question = asked[-1]
+        return _Plan(asked[:-1], question.content, question.parent_id, question.id, target)
 
     async def _stateless(
         self, turn: TurnRequest, principal: Principal, control: CacheControl, paced: bool

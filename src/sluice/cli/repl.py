@@ -155,7 +155,26 @@ class ChatRepl:
         else:
             await self._turn_with({"message": state.last_question}, question=state.last_question)
 
-    async def _turn_with(self, body: dict[str, Any], *, question: str) -> None:
+    async def continue_answer(self) -> None:
+        """Carry on the last answer (stopped, interrupted or cut off at max tokens): the
+        new text is added to the same stored message, and printed after what was shown."""
+        state = self.state
+        if not state.conversation_id:
+            self.error("nothing to continue yet; ask something first")
+            return
+        __, messages = await self.backend.conversation(state.conversation_id)
+        last = messages[-1] if messages else None
+        if last is None or last.role != "assistant" or not last.content:
+            self.error("there is no answer to continue; ask something")
+            return
+        if last.status != "incomplete" and last.finish_reason != "length":
+            self.error("the last answer is complete; /retry answers again")
+            return
+        self.note("continuing the answer…")
+        question = state.last_question or ""
+        await self._turn_with({"continue_id": last.id}, question=question, prefix=last.content)
+
+    async def _turn_with(self, body: dict[str, Any], *, question: str, prefix: str = "") -> None:
         state = self.state
         body = {**body, "model": state.model}
         if state.conversation_id:
@@ -200,7 +219,8 @@ class ChatRepl:
                         notes.append(f"continued on {frame['to']} after {frame['from']} failed")
                     elif kind == "tool_call" and frame.get("name"):
                         notes.append(f"the model asked to call the tool {frame['name']}")
-        state.last_answer = answer.text()
+        # A continued answer is one message: its earlier text, then the new.
+        state.last_answer = prefix + answer.text()
         for note in notes:
             self.console.print(Text(note, style="dim"))
         if error is not None:
@@ -209,6 +229,8 @@ class ChatRepl:
             if error.get("hint"):
                 message = f"{message}; {error['hint']}"
             self.error(f"{message} — {kept}/retry to try again")
+        if answer.text() and (error or answer.stats.finish_reason in ("incomplete", "length")):
+            self.note("/continue carries the answer on")
         self.console.print()
 
     # -- output ---------------------------------------------------------------

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "/temperature": ("[T | default]", "show or set the temperature, 0 to 2 (kept, too)"),
     "/option": ("[KEY=JSON | KEY=]", "show, set or remove a model option (max_tokens, seed…)"),
     "/retry": ("", "answer the last question again (kept as a new version)"),
+    "/continue": ("", "carry on the last answer, stopped or cut off (the same answer grows)"),
     "/new": ("", "start a new conversation"),
     "/history": ("", "show this conversation so far"),
     "/copy": ("", "copy the last answer to the clipboard"),
@@ -173,6 +174,10 @@ async def _retry(repl: ChatRepl, _: str) -> None:
     await repl.retry()
 
 
+async def _continue(repl: ChatRepl, _: str) -> None:
+    await repl.continue_answer()
+
+
 async def _new(repl: ChatRepl, _: str) -> None:
     repl.state.conversation_id = None
     repl.state.last_question = None
@@ -231,6 +236,7 @@ _HANDLERS: dict[str, Handler] = {
     "/temperature": _temperature,
     "/option": _option,
     "/retry": _retry,
+    "/continue": _continue,
     "/new": _new,
     "/history": _history,
     "/copy": _copy,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 
 from sluice.chat.service import ChatService
-from sluice.engine.stream import LocalStream
+from sluice.engine.stream import LocalStream, StreamInfo
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import (
     ClientDisconnected,
@@ -23,11 +23,30 @@ from sluice.http.asgi import (
     send_error,
 )
 from sluice.http.cache_headers import cache_control, paced_replay
-from sluice.http.encoders import ChatEvents
+from sluice.http.encoders import ChatEvents, ChatSocketFrames
 from sluice.http.gate import principal_of
 from sluice.http.relay import Cut, relay
 from sluice.http.transports import SSEResponse
 from sluice.telemetry.record import current as current_record
+
+
+class ContinuedEvents(ChatEvents):
+    """A turn's SSE events; a continue turn's done frame has the answer's full text (its
+    earlier text, then the new), as the stored message does."""
+
+    def __init__(self, info: StreamInfo, prefix: str = "") -> None:
+        super().__init__(info, start=True)
+        if prefix:
+            self._frames.text.append(prefix)
+
+
+class ContinuedFrames(ChatSocketFrames):
+    """``ContinuedEvents`` for the WebSocket."""
+
+    def __init__(self, info: StreamInfo, prefix: str = "") -> None:
+        super().__init__(info, start=True)
+        if prefix:
+            self._frames.text.append(prefix)
 
 
 class ChatEndpoint:
@@ -77,7 +96,7 @@ class ChatEndpoint:
             async with stream.subscribe():
                 done = await relay(
                     stream,
-                    ChatEvents(stream.info, start=True),
+                    ContinuedEvents(stream.info, turn.prefix),
                     response,
                     keepalive=self._keepalive,
                     send_timeout=self._send_timeout,

@@ -146,7 +146,13 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
     ) -> dict[str, Any]:
         owners = listing(principal_of(request.scope), owner, all)
         found = await store.conversations(owners=owners, query=q, limit=limit, offset=offset)
-        return {"object": "list", "data": [conversation_object(c) for c in found]}
+        data = [conversation_object(c) for c in found]
+        if q:
+            # Why each was found: the text around the match (None: its title matched).
+            snippets = await store.snippets([c.id for c in found], q)
+            for item in data:
+                item["snippet"] = snippets.get(item["id"])
+        return {"object": "list", "data": data}
 
     @router.post("")
     async def create(body: NewConversation, request: Request) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sluice.engine.engine import Engine
 from sluice.engine.stream import LocalStream, Stream
 from sluice.errors import RequestError, SluiceError
 from sluice.http.asgi import Scope
-from sluice.http.encoders import ChatSocketFrames
+from sluice.http.chat import ContinuedFrames
 from sluice.http.gate import principal_of
 from sluice.http.relay import Cut, relay
 from sluice.http.transports import SocketFrames
@@ -140,7 +140,7 @@ class ChatSocket:
         try:
             if kind == "chat":
                 turn = await self._chat.start(self._chat.parse(frame), principal_of(self._ws.scope))
-                self._relay(LocalStream(turn.generation), 0)
+                self._relay(LocalStream(turn.generation), 0, turn.prefix)
             elif kind == "stop":
                 await self._stop(_stream_id(frame))
             elif kind == "resume":
@@ -167,12 +167,12 @@ class ChatSocket:
             raise RequestError("'after' must be a non-negative integer.", param="after")
         self._relay(await self._engine.open_stream(stream_id, reader=self._reader), after)
 
-    def _relay(self, stream: Stream, after: int) -> None:
+    def _relay(self, stream: Stream, after: int, prefix: str = "") -> None:
         stream_id = stream.info.id
         previous = self._relays.pop(stream_id, None)
         if previous is not None:
             previous.cancel()
-        task = asyncio.get_running_loop().create_task(self._pump(stream, after))
+        task = asyncio.get_running_loop().create_task(self._pump(stream, after, prefix))
         self._relays[stream_id] = task
         task.add_done_callback(
             lambda _: (
@@ -180,12 +180,12 @@ class ChatSocket:
             )
         )
 
-    async def _pump(self, stream: Stream, after: int) -> None:
+    async def _pump(self, stream: Stream, after: int, prefix: str = "") -> None:
         try:
             async with stream.subscribe():
                 await relay(
                     stream,
-                    ChatSocketFrames(stream.info, start=True),
+                    ContinuedFrames(stream.info, prefix),
                     SocketFrames(self._send_text),
                     after=after,
                     keepalive=None,

@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.errors import NotFound
+from sluice.store import search
 from sluice.store.schema import conversations, messages
 
 STATUSES = ("complete", "streaming", "incomplete", "failed")
@@ -90,6 +91,10 @@ class ConversationStore(Protocol):
         limit: int = 50,
         offset: int = 0,
     ) -> list[Conversation]: ...
+
+    async def snippets(self, conversation_ids: Collection[str], query: str) -> dict[str, str]:
+        """The text around ``query`` in each of these conversations that mention it."""
+        ...
 
     async def update_conversation(
         self, conversation_id: str, owners: Owners = ANY, **changes: Any
@@ -190,24 +195,16 @@ class SQLStore:
     ) -> list[Conversation]:
         statement = _owned(select(conversations), owners)
         if query:
-            pattern = "%" + _escape_like(query) + "%"
-            matching = (
-                select(messages.c.conversation_id)
-                .where(_contains(messages.c.content, pattern, self.engine))
-                .scalar_subquery()
-            )
-            statement = statement.where(
-                or_(
-                    _contains(conversations.c.title, pattern, self.engine),
-                    conversations.c.id.in_(matching),
-                )
-            )
+            statement = search.matching(statement, query, self.engine)
         statement = (
             statement.order_by(conversations.c.updated_at.desc()).limit(limit).offset(offset)
         )
         async with self.engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [Conversation(**row._mapping) for row in rows]
+
+    async def snippets(self, conversation_ids: Collection[str], query: str) -> dict[str, str]:
+        return await search.snippets(self.engine, conversation_ids, query)
 
     async def update_conversation(
         self, conversation_id: str, owners: Owners = ANY, **changes: Any
@@ -395,14 +392,3 @@ def _owned(statement: Any, owners: Owners) -> Any:
     if owners is None:  # ANY
         return statement
     return statement.where(conversations.c.owner.in_(owners))
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _contains(column: Any, pattern: str, engine: AsyncEngine) -> Any:
-    # Case-insensitive substring match; trigram-indexed on PostgreSQL.
-    if engine.dialect.name == "postgresql":
-        return column.ilike(pattern, escape="\\")
-    return func.lower(column).like(pattern.lower(), escape="\\")

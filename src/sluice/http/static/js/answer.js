@@ -7,6 +7,10 @@ import { StreamingMarkdown } from "./markdown.js";
 import { MessageView, el } from "./message.js";
 import { finalMetrics, liveMetrics, storedRate } from "./metrics.js";
 
+const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]/;
+const KANA = /[\u3040-\u30ff]/;
+const HANGUL = /[\uac00-\ud7af]/;
+
 export class AnswerView extends MessageView {
   constructor(transcript) {
     super(transcript, "assistant");
@@ -32,7 +36,13 @@ export class AnswerView extends MessageView {
       this.transcript.hooks.copy(this.text, this.copyButton));
     this.regenerateButton = iconButton("regenerate", "Regenerate answer", "regenerate");
     this.regenerateButton.addEventListener("click", () => this.transcript.hooks.regenerate(this));
-    this.actions.append(this.copyButton, this.regenerateButton);
+    // Carries on an answer that was stopped, interrupted or cut off, in place.
+    this.continueButton = el("button", "continue", "Continue");
+    this.continueButton.type = "button";
+    this.continueButton.title = "Continue generating this answer";
+    this.continueButton.hidden = true;
+    this.continueButton.addEventListener("click", () => this.transcript.hooks.continue(this));
+    this.actions.append(this.continueButton, this.copyButton, this.regenerateButton);
     this.body.addEventListener("click", (event) => {
       const button = event.target.closest(".copy-code");
       if (!button) return;
@@ -135,6 +145,7 @@ export class AnswerView extends MessageView {
 
   thinking() {
     this.setBusy(true);
+    this.continueButton.hidden = true;
     this.setBadge(null);
     this.showStatus("thinking", "Thinking");
     this.setMetrics([], true);
@@ -159,8 +170,23 @@ export class AnswerView extends MessageView {
 
   render(text) {
     this.text = text;
+    this.markScript(text);
     if (text && this.status.classList.contains("thinking")) this.showStatus(null);
     return this.markdown.update(text);
+  }
+
+  /**
+   * Tag an answer in Chinese, Japanese or Korean with its language, so the page draws it
+   * as such (its emphasis bold, not slanted: app.css). Kana is Japanese, Hangul Korean,
+   * other Han Chinese; decided once, from the first text that shows any of them.
+   */
+  markScript(text) {
+    if (this.body.lang) return;
+    // Only the text not looked at yet: a long answer is not scanned again every frame.
+    const fresh = text.length >= (this.scanned || 0) ? text.slice(this.scanned || 0) : text;
+    this.scanned = text.length;
+    if (!CJK.test(fresh)) return;
+    this.body.lang = KANA.test(text) ? "ja" : HANGUL.test(text) ? "ko" : "zh";
   }
 
   live(figures) {
@@ -196,6 +222,7 @@ export class AnswerView extends MessageView {
 
   finish({ text, reason, ttftMs, tokensPerSecond, usage }) {
     this.text = text;
+    this.markScript(text);
     this.markdown.finish(text);
     this.setBusy(false);
     this.showStatus(null);
@@ -204,6 +231,7 @@ export class AnswerView extends MessageView {
   }
 
   setOutcome(reason, text) {
+    this.continueButton.hidden = !(text && ["interrupted", "incomplete", "length"].includes(reason));
     if (reason === "interrupted") {
       // Cut short by the server (a crash, a restart), not by the reader: offer it again.
       this.setBadge("interrupted", "Interrupted");
@@ -224,6 +252,8 @@ export class AnswerView extends MessageView {
 
   fail(error, text) {
     this.text = text || "";
+    this.continueButton.hidden = true;
+    this.unsentTurn = Boolean(error.resend); // the request never got a stream
     this.markdown.finish(this.text);
     this.setBusy(false);
     // Nothing to copy or regenerate for a question never sent: its card has Retry, Edit.
@@ -251,6 +281,7 @@ export class AnswerView extends MessageView {
     if (interrupted && this.text.length > text.length && this.text.startsWith(text)) {
       text = this.text;
     }
+    this.markScript(text);
     if (text !== this.text || !this.markdown.finished) {
       this.text = text;
       this.markdown.finish(text);

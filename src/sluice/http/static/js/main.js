@@ -1,16 +1,22 @@
 // The chat page: wires the parts together and owns the flows — send, stop, regenerate,
-// edit, versions, open/resume a conversation, settings, shortcuts.
+// edit, continue, versions, open/resume a conversation, shortcuts. Managing conversations
+// (settings, rename, delete) is manage.js's; versions, branches.js's; export, export.js's.
 
 import { announce, setRegion } from "./announce.js";
 import { ApiError, NetworkError, api } from "./api.js";
 import { Auth } from "./auth.js";
-import { Branches } from "./branches.js";
+import { leaveBranch, switchVersion } from "./branches.js";
+import { copyText } from "./clipboard.js";
 import { Composer } from "./composer.js";
 import { Connection } from "./connection.js";
+import { ExportMenu } from "./export.js";
 import { Follower } from "./follow.js";
+import { Layout } from "./layout.js";
+import { changeSettings, removeConversation, rename } from "./manage.js";
 import { Settings } from "./settings.js";
-import { bindShortcuts, fillHelp } from "./shortcuts.js";
+import { bindPageShortcuts, fillHelp } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
+import { ThemeToggle } from "./theme.js";
 import { Transcript } from "./transcript.js";
 import { Turn } from "./turn.js";
 import { UnsentQuestions } from "./unsent.js";
@@ -30,13 +36,14 @@ class App {
     this.connection.addEventListener("up", () => this.sidebar.refresh());
     this.follower = new Follower($("#scroller"), $("#jump"));
     this.transcript = new Transcript($("#transcript"), {
-      version: (view, delta) => this.switchVersion(view, delta),
+      version: (view, delta) => switchVersion(this, view, delta),
       edit: (view, text) => this.edit(view, text),
       regenerate: (view) => this.regenerate(view),
+      continue: (view) => this.continueAnswer(view),
       retry: (view) => this.retry(view),
       editUnsent: (view) => this.transcript.questionOf(view)?.startEdit(),
       simulated: (model) => this.settings.simulated(model),
-      copy: (text, button) => this.copy(text, button),
+      copy: copyText,
     });
     this.unsent = new UnsentQuestions(this.transcript, (text) => this.bodyFor(text));
     this.composer = new Composer($("#composer"), {
@@ -61,48 +68,29 @@ class App {
           throw error;
         }
       },
-      rename: (id, title) => this.rename(id, title),
-      remove: (conversation) => this.remove(conversation),
+      rename: (id, title) => rename(this, id, title),
+      remove: (conversation) => removeConversation(this, conversation),
     });
     this.settings = new Settings($("#model"), $("#settings-dialog"), {
-      change: (fields) => this.changeSettings(fields),
+      change: (fields) => changeSettings(this, fields),
     });
+    this.exportMenu = new ExportMenu($("#export-button"), $("#export-menu"), {
+      current: () => this.conversation?.id ?? null,
+      load: (id) => api.conversation(id),
+      said: announce,
+    });
+    this.theme = new ThemeToggle($("#theme-button"), announce);
     fillHelp($("#help-table tbody"));
-    this.bindControls();
-    bindShortcuts({
-      newChat: () => this.newChat(),
-      focusInput: () => this.composer.focus(),
-      stop: () => {
-        if (document.body.classList.contains("sidebar-open") && this.narrow()) {
-          this.toggleSidebar(false);
-          return true;
-        }
-        if (!this.turn) return false;
-        this.stop();
-        return true;
-      },
-      copyLast: () => {
-        const answer = this.transcript.last("assistant");
-        if (!answer) return false;
-        this.copy(answer.text, answer.copyButton);
-        return true;
-      },
-      search: () => {
-        this.toggleSidebar(true);
-        $("#search").focus();
-      },
-      toggleSidebar: () => this.toggleSidebar(),
-      help: () => $("#help-dialog").showModal(),
-    });
+    this.layout = new Layout();
+    $("#new-chat").addEventListener("click", () => this.newChat());
+    $("#settings-button").addEventListener("click", () => this.settings.open());
+    $("#help-button").addEventListener("click", () => $("#help-dialog").showModal());
+    bindPageShortcuts(this);
     window.addEventListener("hashchange", () => this.route());
   }
 
   async start() {
-    $("#sidebar-toggle").setAttribute("aria-expanded", String(!this.narrow()));
-    window.matchMedia("(max-width: 760px)").addEventListener("change", () => {
-      document.body.classList.remove("sidebar-open", "sidebar-hidden");
-      $("#sidebar-toggle").setAttribute("aria-expanded", String(!this.narrow()));
-    });
+    this.layout.start();
     for (;;) {
       try {
         await this.auth.start();
@@ -119,42 +107,6 @@ class App {
       for (const view of this.transcript.views) view.showModel?.();
     } catch (error) {
       if (error instanceof NetworkError) this.connection.lost();
-    }
-  }
-
-  bindControls() {
-    $("#new-chat").addEventListener("click", () => this.newChat());
-    $("#sidebar-toggle").addEventListener("click", () => this.toggleSidebar());
-    $("#scrim").addEventListener("click", () => this.toggleSidebar(false));
-    $("#settings-button").addEventListener("click", () => this.settings.open());
-    $("#help-button").addEventListener("click", () => $("#help-dialog").showModal());
-    $("#sidebar").addEventListener("click", (event) => {
-      if (event.target.closest("a.conversation") && this.narrow()) this.toggleSidebar(false);
-    });
-    for (const dialog of document.querySelectorAll("dialog")) {
-      // A click on the backdrop closes it.
-      dialog.addEventListener("click", (event) => {
-        if (event.target === dialog && dialog.id !== "key-dialog") dialog.close();
-      });
-    }
-  }
-
-  narrow() {
-    return window.matchMedia("(max-width: 760px)").matches;
-  }
-
-  toggleSidebar(open) {
-    const body = document.body;
-    if (this.narrow()) {
-      const show = open ?? !body.classList.contains("sidebar-open");
-      body.classList.toggle("sidebar-open", show);
-      $("#sidebar-toggle").setAttribute("aria-expanded", String(show));
-      if (show) $("#search").focus();
-      else $("#sidebar-toggle").focus();
-    } else {
-      const hide = open === undefined ? !body.classList.contains("sidebar-hidden") : !open;
-      body.classList.toggle("sidebar-hidden", hide);
-      $("#sidebar-toggle").setAttribute("aria-expanded", String(!hide));
     }
   }
 
@@ -175,6 +127,7 @@ class App {
 
   setTitle(title) {
     $("#chat-title").textContent = title || "New chat";
+    $("#export-button").hidden = !this.conversation;
     document.title = title ? `${title} · sluice` : "sluice";
   }
 
@@ -364,21 +317,12 @@ class App {
     this.turn?.stop();
   }
 
-  /** Remember where the branch we are leaving ended, to come back to the same answer. */
-  rememberBranch(fromIndex) {
-    const views = this.transcript.views;
-    new Branches(this.conversation.id).leave(
-      views.slice(fromIndex).map((view) => view.id),
-      views[views.length - 1]?.id,
-    );
-  }
-
   /** Answer the last question again; `view` is the answer it replaces (or none yet). */
   regenerate(view) {
     if (this.turn || !this.conversation) return;
     const views = this.transcript.views;
     const index = view ? views.indexOf(view) : views.length;
-    this.rememberBranch(index);
+    leaveBranch(this, index);
     this.transcript.truncate(index);
     this.sendTurn({ conversation_id: this.conversation.id, regenerate: true });
   }
@@ -393,14 +337,31 @@ class App {
     }
     if (!this.conversation || !view.id) return;
     const index = this.transcript.views.indexOf(view);
-    this.rememberBranch(index);
+    leaveBranch(this, index);
     this.transcript.truncate(index);
     this.transcript.question(content);
     this.sendTurn({ conversation_id: this.conversation.id, edit: { message_id: view.id, content } });
   }
 
+  /** Carry on an answer that was stopped, interrupted or cut off: the same message grows. */
+  continueAnswer(view) {
+    if (this.turn || !this.conversation || !view.id) return;
+    const body = { conversation_id: this.conversation.id, continue_id: view.id };
+    view.retryBody = body;
+    // The server carries on from the stored text (after a crash, up to a second less
+    // than this page had shown): that is the text that grows.
+    const stored = view.message && view.message.status !== "streaming" ? view.message.content : null;
+    this.run(view, (turn) => turn.send(body, stored || view.text));
+  }
+
   retry(view) {
     if (this.turn) return;
+    // A Continue that never reached the server is sent again; one that failed on the way
+    // is answered again, like any failed answer.
+    if (view.retryBody?.continue_id && view.unsentTurn) {
+      this.continueAnswer(view);
+      return;
+    }
     const index = this.transcript.views.indexOf(view);
     if (view.id || !view.retryBody) {
       this.regenerate(view);
@@ -410,104 +371,6 @@ class App {
     if (view.unsent) this.unsent.release(view);
     this.transcript.truncate(index);
     this.sendTurn(view.retryBody);
-  }
-
-  async switchVersion(view, delta) {
-    if (this.turn || !this.conversation || !view.message) return;
-    const { ids, index } = view.message.versions;
-    const target = ids[index + delta];
-    if (!target) return;
-    this.rememberBranch(this.transcript.views.indexOf(view));
-    try {
-      const leaf = new Branches(this.conversation.id).leafFor(target);
-      await api.updateConversation(this.conversation.id, { leaf_id: leaf });
-      const conversation = await api.conversation(this.conversation.id);
-      this.show(conversation);
-      this.transcript.sync(conversation.messages);
-      announce(`Version ${index + delta + 1} of ${ids.length}`);
-      const again = this.transcript.views.find((v) => v.id === target);
-      again?.versionsBox.querySelector(delta < 0 ? ".version-prev" : ".version-next")?.focus();
-      this.resumeIfStreaming(conversation.messages);
-    } catch (error) {
-      if (error instanceof NetworkError) this.connection.lost();
-      else announce(`Could not switch version: ${error.message}`);
-    }
-  }
-
-  // --- conversations ---
-
-  async changeSettings(fields) {
-    if (!this.conversation) {
-      this.draft = { ...this.draft, ...fields };
-      return;
-    }
-    try {
-      const updated = await api.updateConversation(this.conversation.id, fields);
-      this.conversation = { ...this.conversation, ...updated };
-      this.settings.show(this.conversation);
-      announce("Settings saved");
-    } catch (error) {
-      announce(`Settings not saved: ${error.message}`);
-      if (error instanceof NetworkError) this.connection.lost();
-    }
-  }
-
-  async rename(id, title) {
-    try {
-      await api.updateConversation(id, { title });
-      if (this.conversation?.id === id) {
-        this.conversation.title = title;
-        this.setTitle(title);
-      }
-      announce("Renamed");
-    } catch (error) {
-      announce(`Not renamed: ${error.message}`);
-    }
-    this.sidebar.refresh();
-  }
-
-  remove(conversation) {
-    const dialog = $("#confirm-dialog");
-    dialog.querySelector(".confirm-text").textContent =
-      `Delete “${conversation.title || "New chat"}”? This cannot be undone.`;
-    dialog.returnValue = "";
-    dialog.onclose = async () => {
-      if (dialog.returnValue !== "delete") return;
-      try {
-        await api.deleteConversation(conversation.id);
-        new Branches(conversation.id).forget();
-        announce("Conversation deleted");
-        if (this.conversation?.id === conversation.id) this.newChat();
-      } catch (error) {
-        announce(`Not deleted: ${error.message}`);
-      }
-      this.sidebar.refresh();
-    };
-    dialog.showModal();
-  }
-
-  async copy(text, button) {
-    let ok = true;
-    try {
-      await navigator.clipboard.writeText(text);
-    } catch {
-      const area = document.createElement("textarea");
-      area.value = text;
-      area.className = "offscreen";
-      document.body.appendChild(area);
-      area.select();
-      ok = document.execCommand("copy");
-      area.remove();
-    }
-    announce(ok ? "Copied" : "Could not copy");
-    if (button) {
-      button.classList.add("copied");
-      if (button.classList.contains("copy-code")) button.textContent = ok ? "Copied" : "Failed";
-      setTimeout(() => {
-        button.classList.remove("copied");
-        if (button.classList.contains("copy-code")) button.textContent = "Copy";
-      }, 1500);
-    }
   }
 }
 

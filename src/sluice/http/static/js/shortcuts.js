@@ -1,5 +1,9 @@
 // Keyboard shortcuts: one table drives both the key handling and the help dialog.
 
+import { copyText } from "./clipboard.js";
+
+const $ = (selector) => document.querySelector(selector);
+
 const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 const MOD = MAC ? "⌘" : "Ctrl";
 
@@ -70,4 +74,33 @@ export function fillHelp(tbody) {
     row.append(cell, what);
     tbody.appendChild(row);
   }
+}
+
+/** The page's shortcuts, bound to `app` (main.js): its layout, transcript and turn. */
+export function bindPageShortcuts(app) {
+  bindShortcuts({
+    newChat: () => app.newChat(),
+    focusInput: () => app.composer.focus(),
+    stop: () => {
+      if (app.layout.sidebarOpen()) {
+        app.layout.toggleSidebar(false);
+        return true;
+      }
+      if (!app.turn) return false;
+      app.stop();
+      return true;
+    },
+    copyLast: () => {
+      const answer = app.transcript.last("assistant");
+      if (!answer) return false;
+      copyText(answer.text, answer.copyButton);
+      return true;
+    },
+    search: () => {
+      app.layout.toggleSidebar(true);
+      $("#search").focus();
+    },
+    toggleSidebar: () => app.layout.toggleSidebar(),
+    help: () => $("#help-dialog").showModal(),
+  });
 }

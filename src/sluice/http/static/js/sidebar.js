@@ -1,6 +1,8 @@
 // The conversation list: open, rename, delete, and full-text search (the server matches
-// titles and message text).
+// titles and message text). Listed by date (Today, Yesterday…); a search lists its
+// results with the text around the match, the match highlighted.
 
+import { dateGroup, highlighted } from "./dates.js";
 import { iconButton } from "./icons.js";
 
 const PAGE = 100;
@@ -77,7 +79,9 @@ export class Sidebar {
 
   render(conversations) {
     const focused = document.activeElement?.closest?.("li")?.dataset.id;
-    this.list.replaceChildren(...conversations.map((c) => this.item(c)));
+    const items = conversations.map((c) => this.item(c));
+    if (!this.query) this.group(conversations, items);
+    this.list.replaceChildren(...items);
     this.root.dataset.count = String(conversations.length);
     this.empty.hidden = conversations.length > 0;
     this.empty.textContent = this.query ? `No conversation mentions “${this.query}”.` : "No conversations yet.";
@@ -85,6 +89,25 @@ export class Sidebar {
     this.setRoving(ids.includes(this.roving) ? this.roving
       : ids.includes(this.activeId) ? this.activeId : ids[0] ?? null);
     if (focused) this.list.querySelector(`li[data-id="${CSS.escape(focused)}"] a`)?.focus();
+  }
+
+  /** Label the first conversation of each date group (the list is newest first). */
+  group(conversations, items) {
+    const now = new Date();
+    let last = null;
+    conversations.forEach((conversation, index) => {
+      const group = dateGroup(conversation.updated_at, now);
+      if (group === last) return;
+      last = group;
+      const label = document.createElement("span");
+      label.className = "conversation-group";
+      label.setAttribute("role", "heading");
+      label.setAttribute("aria-level", "3");
+      label.textContent = group;
+      items[index].classList.add("group-start");
+      items[index].dataset.group = group;
+      items[index].prepend(label);
+    });
   }
 
   setRoving(id) {
@@ -103,6 +126,12 @@ export class Sidebar {
     link.href = `#/c/${encodeURIComponent(conversation.id)}`;
     link.textContent = conversation.title || "New chat";
     link.title = conversation.title || "New chat";
+    if (this.query && conversation.snippet) {
+      const snippet = document.createElement("span");
+      snippet.className = "snippet";
+      snippet.append(...highlighted(conversation.snippet, this.query));
+      link.append(snippet);
+    }
     if (conversation.id === this.activeId) {
       link.setAttribute("aria-current", "page");
       li.classList.add("current");

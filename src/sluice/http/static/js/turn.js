@@ -53,12 +53,17 @@ export class Turn {
     window.addEventListener("offline", this.onOffline);
   }
 
-  /** POST /chat with `body`. */
-  async send(body) {
+  /** POST /chat with `body`; `prefix` is the text a continue turn extends (kept shown). */
+  async send(body, prefix = "") {
     this.body = body;
     this.sentAt = performance.now();
     this.setState("thinking");
     this.view.thinking();
+    if (prefix) {
+      this.text = prefix;
+      this.known = prefix;
+      this.view.render(prefix);
+    }
     let response;
     try {
       this.controller = new AbortController();

@@ -24,7 +24,7 @@ from sluice.errors import (
 )
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
-from sluice.providers.http_client import HttpClient
+from sluice.providers.http_client import HttpClient, streamed
 from sluice.providers.openai import retry_after
 from sluice.providers.upstream_errors import error_for_status
 from sluice.settings import ModelConfig
@@ -78,8 +78,7 @@ class AnthropicProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         data = orjson.dumps(self.upstream_body(request))
         response = await self._http.post(self._url, data, self._headers, self._timeout)
-        finished = False
-        try:
+        async with streamed(response):
             if response.status != 200:
                 raise await _status_error(response)
             sse = SSEDecoder()
@@ -107,21 +106,10 @@ class AnthropicProvider:
                 if batch:
                     yield batch
                 if over:
-                    finished = True
                     return
             # No message_stop: whole if the answer had finished, else a drop.
             if not messages.ended:
                 raise UpstreamError("upstream closed the stream before it finished")
-            finished = True
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream connection failed mid-stream: {exc}") from None
-        finally:
-            if finished:
-                response.release()
-            else:
-                # Closing, not releasing: the upstream must see the disconnect at once
-                # so it stops generating (and billing) for an answer nobody will read.
-                response.close()
 
     async def check(self) -> None:
         await self._http.check(self._models_url, self._headers)

@@ -6,6 +6,9 @@ aiohttp rather than httpx on the hot path: measured on the same relay, httpx 0.2
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import aiohttp
 
 from sluice.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -77,3 +80,20 @@ class HttpClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+@contextlib.asynccontextmanager
+async def streamed(response: aiohttp.ClientResponse) -> AsyncIterator[aiohttp.ClientResponse]:
+    """Read an upstream's streamed response: a connection failing mid-stream is an
+    UpstreamError; a read that ends normally releases the connection for reuse, and
+    anything else — an error, the answer abandoned — closes it, so the upstream sees
+    the disconnect at once and stops generating (and billing) for nobody."""
+    try:
+        yield response
+    except aiohttp.ClientError as exc:
+        response.close()
+        raise UpstreamError(f"upstream connection failed mid-stream: {exc}") from None
+    except BaseException:
+        response.close()
+        raise
+    response.release()

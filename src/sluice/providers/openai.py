@@ -23,7 +23,7 @@ from sluice.errors import (
 )
 from sluice.events import Event
 from sluice.providers.base import Provider, ProviderContext
-from sluice.providers.http_client import HttpClient
+from sluice.providers.http_client import HttpClient, streamed
 from sluice.providers.upstream_errors import error_for_status
 from sluice.settings import ModelConfig
 from sluice.wire.openai_chunks import decode_chunk
@@ -69,8 +69,7 @@ class OpenAIProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
         data = orjson.dumps(self.upstream_body(request))
         response = await self._http.post(self._url, data, self._headers, self._timeout)
-        finished = False
-        try:
+        async with streamed(response):
             if response.status != 200:
                 raise await _status_error(response)
             decoder = SSEDecoder()
@@ -80,7 +79,6 @@ class OpenAIProvider:
                 for sse in decoder.feed(piece):
                     data_text = sse.data
                     if data_text == "[DONE]":
-                        finished = True
                         if batch:
                             yield batch
                         return
@@ -98,16 +96,6 @@ class OpenAIProvider:
             # Some servers end without [DONE]; a stream that finished its choices is whole.
             if not saw_finish:
                 raise UpstreamError("upstream closed the stream before it finished")
-            finished = True
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream connection failed mid-stream: {exc}") from None
-        finally:
-            if finished:
-                response.release()
-            else:
-                # Closing, not releasing: the upstream must see the disconnect at once so
-                # it stops generating (and billing) for an answer nobody will read.
-                response.close()
 
     async def check(self) -> None:
         await self._http.check(self._models_url, self._headers)

@@ -56,8 +56,9 @@ class BenchOptions:
     floor_port: int = 18090
     jitter: float = 0.2
     floor: bool = True
-    #: What a production gateway runs besides the relay (today: metrics, the request
-    #: log and its log line); off measures the relay alone.
+    #: What a production gateway runs besides the relay: an API key with rate limits, a
+    #: stream cap and a token budget (so every answer is admitted, metered and its usage
+    #: recorded), metrics, the request log and its log line; off measures the relay alone.
     features: bool = True
     #: Input and output guardrails (PII masking, a keyword block) on every answer.
     guardrails: bool = False
@@ -130,6 +131,12 @@ class BenchReport:
             lines.append(
                 f"floor relay TTFT p50 {ttft['p50'] * 1000:.2f} ms, p99 {ttft['p99'] * 1000:.2f} ms"
             )
+            mine = summary(via.ttfts())
+            lines.append(
+                f"against the floor: CPU per chunk {self.cpu_us_per_record / per:.2f}x; "
+                f"TTFT added p50 {(mine['p50'] - ttft['p50']) * 1000:+.2f} ms, "
+                f"p99 {(mine['p99'] - ttft['p99']) * 1000:+.2f} ms"
+            )
         errors = via.errors()
         if errors:
             lines.append(f"errors through the gateway: {len(errors)} (first: {errors[0]})")
@@ -175,6 +182,26 @@ def _process(
             process.kill()
 
 
+#: ``--features on``'s key: limits and a budget far above what the run uses, so every
+#: answer pays for admission, metering and its usage record but none is refused.
+BENCH_KEY = [
+    "--name", "bench", "--rpm", "10000000", "--tpm", "1000000000",
+    "--max-concurrent", "100000", "--budget-tokens", "1000000000", "--period", "day",
+]  # fmt: skip
+
+
+def bench_key(config: Path, data_dir: str) -> str:
+    """Create ``BENCH_KEY`` in the gateway's store (which turns authentication on)."""
+    args = [sys.executable, "-m", "sluice", "keys", "create", *BENCH_KEY]
+    args += ["--config", str(config), "--data-dir", data_dir]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
+    secret = next((w for w in out.split() if w.startswith("sk-")), None)
+    if secret is None:
+        raise RuntimeError(f"`sluice keys create` printed no key: {out!r}")
+    return secret
+
+
 def run(options: BenchOptions) -> BenchReport:
     o = options
     upstream = f"http://127.0.0.1:{o.upstream_port}"
@@ -185,16 +212,19 @@ def run(options: BenchOptions) -> BenchReport:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
         config.write_text(o.gateway_config(upstream))
+        key = bench_key(config, tmp) if o.features else None
         serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
         with (
             _process(sim_args, upstream + "/health"),
-            _process(serve_args, gateway + "/health/live") as gateway_process,
+            _process(
+                serve_args, gateway + "/health/live", env={"SLUICE_DATA_DIR": tmp}
+            ) as gateway_process,
         ):
             total = o.streams * o.rounds
             # Warm the path first (connection pools, caches).
-            _drive(gateway, "bench", o.streams, o)
+            _drive(gateway, "bench", o.streams, o, key)
             direct = _drive(upstream, "sim", total, o) if o.direct else None
-            via, cpu = _measured(gateway_process, gateway, "bench", total, o)
+            via, cpu = _measured(gateway_process, gateway, "bench", total, o, key)
         floor = None
         floor_cpu = 0.0
         if o.floor:
@@ -239,7 +269,7 @@ def run_hold(options: BenchOptions, streams: int) -> str:
     return report.render()
 
 
-def _drive(url: str, model: str, total: int, o: BenchOptions) -> LoadResult:
+def _drive(url: str, model: str, total: int, o: BenchOptions, key: str | None = None) -> LoadResult:
     return asyncio.run(
         drive(
             url + "/v1/chat/completions",
@@ -247,16 +277,22 @@ def _drive(url: str, model: str, total: int, o: BenchOptions) -> LoadResult:
             total=total,
             streams=o.streams,
             chunks=o.chunks,
+            api_key=key,
         )
     )
 
 
 def _measured(
-    process: subprocess.Popen[bytes], url: str, model: str, total: int, o: BenchOptions
+    process: subprocess.Popen[bytes],
+    url: str,
+    model: str,
+    total: int,
+    o: BenchOptions,
+    key: str | None = None,
 ) -> tuple[LoadResult, float]:
     """Run the load at ``url``; return it with the CPU seconds ``process`` spent on it."""
     measured = psutil.Process(process.pid)
     before = measured.cpu_times()
-    result = _drive(url, model, total, o)
+    result = _drive(url, model, total, o, key)
     after = measured.cpu_times()
     return result, (after.user - before.user) + (after.system - before.system)

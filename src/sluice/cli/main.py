@@ -177,7 +177,8 @@ def bench(
     features: Annotated[
         str,
         typer.Option(
-            help="on: the gateway as deployed (metrics, request log); off: the relay alone."
+            help="on: the gateway as deployed (an API key with rate limits and a budget, "
+            "usage records, metrics, the request log); off: the relay alone, no key."
         ),
     ] = "on",
     guardrails: Annotated[

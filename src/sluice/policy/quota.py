@@ -39,7 +39,8 @@ from sluice.policy.budgets import (
 )
 from sluice.policy.limits import Admission, RateLimits, fail_closed
 from sluice.settings import ModelConfig
-from sluice.store.keys import ApiKey, KeyStore, period_start
+from sluice.store.batches import RowBatches
+from sluice.store.keys import ApiKey, KeyStore, period_start, usage_row
 from sluice.tokens import estimate_prompt_tokens
 
 logger = logging.getLogger("sluice.policy")
@@ -116,6 +117,9 @@ class Quota:
         self._open: set[Ticket] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._renewed = time.monotonic()
+        #: Usage records, written in batches off the request path (budgets count from
+        #: the ledger, which is settled at once; the table is the durable record).
+        self.usage = RowBatches(keys.record_usage, name="usage records", limit=200_000)
 
     async def admit(
         self,
@@ -262,8 +266,8 @@ class Quota:
             cost = config.price.cost(prompt, completion) if config and config.price else None
             principal = ticket.principal
             if usage is not None and generation is not None and principal is not None:
-                try:
-                    await self._keys.record_usage(
+                self.usage.add(
+                    usage_row(
                         key_id=principal.key.id if principal.key else None,
                         owner=principal.owner,
                         model=model,
@@ -273,8 +277,7 @@ class Quota:
                         estimated=bool(usage.details.get("estimated")),
                         stream_id=generation.id,
                     )
-                except Exception:
-                    logger.warning("recording usage failed", exc_info=True)
+                )
             if ticket.allowance is not None:
                 try:
                     # Usage in and reservation out in one step: no moment when neither
@@ -333,3 +336,4 @@ class Quota:
         if sweeper is not None:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
+        await self.usage.aclose()

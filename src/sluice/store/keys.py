@@ -206,32 +206,11 @@ class KeyStore:
             raise NotFound(f"No API key with id {key_id!r}.", param="id")
         return key
 
-    async def record_usage(
-        self,
-        *,
-        key_id: str | None,
-        owner: str,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost: float | None,
-        estimated: bool,
-        stream_id: str | None,
-    ) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                insert(usage).values(
-                    key_id=key_id,
-                    owner=owner,
-                    model=model,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    cost=cost,
-                    estimated=estimated,
-                    stream_id=stream_id,
-                    at=time.time(),
-                )
-            )
+    async def record_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Write usage records (``usage_row``), one statement for all of them."""
+        if rows:
+            async with self.engine.begin() as connection:
+                await connection.execute(insert(usage), rows)
 
     async def spent(self, key_id: str, since: float) -> tuple[int, float]:
         """Tokens and cost a key has used since ``since``."""
@@ -249,3 +228,28 @@ class KeyStore:
                 )
             ).one()
         return int(row[0]), float(row[1])
+
+
+def usage_row(
+    *,
+    key_id: str | None,
+    owner: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost: float | None,
+    estimated: bool,
+    stream_id: str | None,
+) -> dict[str, Any]:
+    """One usage record, as ``KeyStore.record_usage`` writes it."""
+    return {
+        "key_id": key_id,
+        "owner": owner,
+        "model": model,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "cost": cost,
+        "estimated": estimated,
+        "stream_id": stream_id,
+        "at": time.time(),
+    }

@@ -33,6 +33,8 @@ conversations = Table(
     Column("leaf_id", String(32)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    #: Set when the owner pinned it to the top of the sidebar.
+    Column("pinned_at", Float),
 )
 
 messages = Table(
@@ -64,6 +66,25 @@ messages = Table(
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    #: Files that came with a question: ``[{"kind", "name", "media_type", "size", ...}]``.
+    Column("attachments", JSON),
+)
+
+#: Read-only share links: the token itself is shown once; only its hash is kept.
+conversation_shares = Table(
+    "conversation_shares",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("owner", String(64), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
 )
 
 api_keys = Table(

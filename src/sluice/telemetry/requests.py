@@ -9,17 +9,13 @@ counted) and go out once it is back.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 from typing import Any
-
-from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from sluice.redact import scrub
 from sluice.settings import ModelConfig
+from sluice.store.batches import RowBatches
 from sluice.store.request_log import RequestLogStore
 from sluice.telemetry.logs import REQUESTS, one_line, request_line
 from sluice.telemetry.metrics import Metrics
@@ -33,6 +29,12 @@ MAX_PENDING = 50_000
 #: Seconds between writes of the pending rows.
 FLUSH_SECONDS = 1.0
 SWEEP_SECONDS = 3600.0
+
+
+async def _nowhere(rows: list[dict[str, Any]]) -> None:
+    """Where rows go with no request log (none are queued then)."""
+
+
 #: Errors that are a limit refusing the request (counted as rejections).
 _LIMITS = {
     "rate_limit_exceeded",
@@ -56,9 +58,15 @@ class Telemetry:
         self._store = store
         self._models = models
         self._keep = keep_days * 86400
-        self._pending: deque[dict[str, Any]] = deque()
-        self.dropped = 0
-        self._writer: asyncio.Task[None] | None = None
+        self._swept = 0.0
+        self._rows = RowBatches(
+            store.insert if store is not None else _nowhere,
+            name="request log rows",
+            every=FLUSH_SECONDS,
+            limit=MAX_PENDING,
+            on_drop=metrics.request_log_dropped.inc,
+            after=self._sweep,
+        )
 
     def finish(self, record: RequestRecord) -> None:
         """The request is over: count it, log it, queue its row. Never raises."""
@@ -96,12 +104,8 @@ class Telemetry:
         safe(facts)
         request_logger.info(request_line(facts), extra={"request": facts})
         if self._store is not None and record.route not in ("health", "metrics", "page"):
-            pending = self._pending
-            if len(pending) >= MAX_PENDING:
-                pending.popleft()
-                self._dropped(1)
             facts["at"] = record.at
-            pending.append(facts)
+            self._rows.add(facts)
 
     def _cost(self, facts: dict[str, Any]) -> float | None:
         model = facts.get("served_by") or facts.get("model")
@@ -115,67 +119,24 @@ class Telemetry:
 
     # -- the writer ---------------------------------------------------------------------
 
+    @property
+    def dropped(self) -> int:
+        return self._rows.dropped
+
     def start(self) -> None:
-        if self._store is not None and self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        if self._store is not None:
+            self._rows.start()
 
-    async def _write_forever(self) -> None:
-        swept = 0.0
-        failing = False
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            try:
-                await self.flush()
-                if time.time() - swept > SWEEP_SECONDS:
-                    assert self._store is not None
-                    await self._store.sweep(time.time() - self._keep)
-                    swept = time.time()
-                if failing:
-                    logger.warning("the request log is written again")
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    logger.warning(
-                        "writing the request log failed (%s); %d rows wait",
-                        type(exc).__name__,
-                        len(self._pending),
-                    )
-                failing = True
-
-    def _dropped(self, rows: int) -> None:
-        self.dropped += rows
-        self.metrics.request_log_dropped.inc(rows)
+    async def _sweep(self) -> None:
+        if self._store is not None and time.time() - self._swept > SWEEP_SECONDS:
+            await self._store.sweep(time.time() - self._keep)
+            self._swept = time.time()
 
     async def flush(self) -> None:
-        """Write every pending row (one statement per batch of 500). A batch the
-        database refuses for its content (not for being down) is written row by row,
-        and a row it still refuses is dropped and counted: one bad row must never hold
-        up the rows behind it."""
-        store = self._store
-        while store is not None and self._pending:
-            batch = [self._pending[i] for i in range(min(500, len(self._pending)))]
-            try:
-                await store.insert(batch)
-            except (DataError, IntegrityError, ProgrammingError):
-                for row in batch:
-                    try:
-                        await store.insert([row])
-                    except (DataError, IntegrityError, ProgrammingError) as exc:
-                        self._dropped(1)
-                        logger.warning("a request log row was refused (%s)", type(exc).__name__)
-            for _ in batch:
-                self._pending.popleft()
+        await self._rows.flush()
 
     async def aclose(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        try:
-            await self.flush()
-        except Exception as exc:
-            logger.warning("the last %d request log rows were lost (%s)", len(self._pending), exc)
+        await self._rows.aclose()
 
 
 #: Column widths of the request log (``store/schema.py``): longer values are clipped.

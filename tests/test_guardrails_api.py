@@ -324,3 +324,36 @@ async def test_a_stored_response_keeps_only_masked_input(guarded: ServerProcess)
         async with session.post(guarded.url + "/v1/responses", json=continued) as r:
             assert r.status == 200
     assert "@example" not in stored
+
+
+async def test_moderation_checks_count_against_the_keys_requests_per_minute(
+    tmp_path: Path, upstream: ServerProcess
+) -> None:
+    """A check runs the rules (and may call a moderation upstream): it is a request,
+    and a key's requests per minute bound it like any other."""
+    config = tmp_path / "g.toml"
+    config.write_text(CONFIG.format(upstream=upstream.url))
+    master = "sk-master-" + new_key() * 2
+    env = base_env(SLUICE_MASTER_KEY=master, SLUICE_DATA_DIR=str(tmp_path / "data"))
+    with running(["serve", "--config", str(config)], tmp_path, name="rpm", env=env) as server:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                server.url + "/v1/admin/keys",
+                json={"name": "checks", "rpm": 2},
+                headers={"Authorization": f"Bearer {master}"},
+            ) as response:
+                assert response.status == 200, await response.text()
+                key = (await response.json())["key"]
+            statuses = []
+            for _ in range(3):
+                async with session.post(
+                    server.url + "/v1/moderations",
+                    json={"input": "mail me: a@b.io"},
+                    headers={"Authorization": f"Bearer {key}"},
+                ) as response:
+                    statuses.append(response.status)
+                    body = await response.json()
+                    remaining = response.headers.get("x-ratelimit-remaining-requests")
+            assert statuses == [200, 200, 429]
+            assert body["error"]["code"] == "rate_limit_exceeded"
+            assert remaining == "0"

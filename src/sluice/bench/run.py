@@ -252,7 +252,9 @@ def run_hold(options: BenchOptions, streams: int) -> str:
     sim_args += ["--length", "600"]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        config.write_text(o.gateway_config(upstream))
+        # Room for every held stream (by default 1,000 connections, 2,000 answers).
+        room = f"max_connections = {streams + 100}\nmax_running_generations = {streams + 100}\n"
+        config.write_text(room + o.gateway_config(upstream))
         serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
         with (
             _process(sim_args, upstream + "/health"),

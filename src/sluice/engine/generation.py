@@ -89,6 +89,46 @@ def new_id() -> str:
 
 
 class Generation:
+    #: Thousands run at once: no per-instance dict (about 1.5 KB each).
+    __slots__ = (
+        "_attempt_expired",
+        "_cancel_first",
+        "_candidate",
+        "_continuing",
+        "_deadlines",
+        "_fatal",
+        "_idle",
+        "_on_attempt",
+        "_on_done",
+        "_open",
+        "_open_choices",
+        "_output_started",
+        "_running",
+        "_sink",
+        "_switches",
+        "_task",
+        "allowance",
+        "cancel_reason",
+        "finished_at",
+        "first_token_at",
+        "id",
+        "info",
+        "kept",
+        "log",
+        "model",
+        "on_finish",
+        "policy",
+        "request",
+        "route",
+        "served_by",
+        "sourced",
+        "state",
+        "subscribers",
+        "timeline",
+        "upstream_errors",
+        "usage",
+    )
+
     def __init__(
         self,
         info: StreamInfo,

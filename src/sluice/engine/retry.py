@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from sluice.errors import Upstream, UpstreamError, UpstreamRejected
 from sluice.settings import RetryPolicy
 
+#: Jitter for every route: one generator, not one per answer (2.5 KB of state each).
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -79,7 +82,7 @@ class RetryState:
         self._route = fresh + [c for c in route if c not in fresh]
         self._cooldowns = cooldowns
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self._position = 0
         self._attempt = 0
         self._candidate_started = 0.0

@@ -313,7 +313,7 @@ def build_api(gateway: Gateway) -> FastAPI:
 
     api.include_router(build_router(gateway.store, gateway.engine))
     api.include_router(build_cache_router(gateway.cache))
-    api.include_router(build_moderations_router(gateway.engine.guardrails))
+    api.include_router(build_moderations_router(gateway.engine.guardrails, gateway.runtime.limits))
     api.include_router(build_requests_router(RequestLogStore(gateway.store.engine)))
     api.include_router(build_streams_router(gateway.engine, gateway.keys))
     api.include_router(

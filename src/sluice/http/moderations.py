@@ -12,12 +12,13 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import RequestError
 from sluice.guard.guardrails import Guardrails
 from sluice.http.gate import principal_of
+from sluice.policy.limits import RateLimits, fail_closed
 
 #: Texts per request, and characters per text: the rules run on the request path.
 MAX_INPUTS = 32
@@ -40,13 +41,23 @@ class ModerationBody(BaseModel):
     model: str | None = None
 
 
-def build_router(guardrails: Guardrails) -> APIRouter:
+def build_router(guardrails: Guardrails, limits: RateLimits) -> APIRouter:
     router = APIRouter(tags=["openai"])
 
     @router.post("/v1/moderations")
-    async def moderate(request: Request, body: ModerationBody) -> dict[str, Any]:
+    async def moderate(
+        request: Request, body: ModerationBody, response: Response
+    ) -> dict[str, Any]:
+        principal = principal_of(request.scope)
+        if principal.key is not None:
+            # A check is a request: it counts against the key's requests per minute
+            # (the rules, and any moderation upstream, run for it).
+            async with fail_closed():
+                headers = await limits.request(principal.key)
+            for name, value in headers:
+                response.headers[name.decode()] = value.decode()
         texts = _texts(body.input)
-        key = principal_of(request.scope).key_names
+        key = principal.key_names
         found = await guardrails.moderate(texts, key)
         categories = sorted(guardrails.categories(key))
         results = []

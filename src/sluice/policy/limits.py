@@ -196,10 +196,14 @@ class RateLimits:
             self.slots = RedisSlots(client, prefix, self.LEASE_SECONDS)
         self._window = MovingWindowRateLimiter(storage)
 
-    async def admit(self, key: ApiKey, estimated_tokens: int) -> Admission:
-        """Count the request against the key's limits and take a stream slot. Redis
-        errors propagate (``fail_closed`` turns them into a 503)."""
-        admission = Admission(key, estimated_tokens)
+    async def request(self, key: ApiKey) -> list[tuple[bytes, bytes]]:
+        """Count a request that opens no stream and spends no tokens (a moderation
+        check) against the key's requests per minute; its rate-limit headers."""
+        admission = Admission(key, 0)
+        await self._count(key, admission)
+        return admission.headers
+
+    async def _count(self, key: ApiKey, admission: Admission) -> None:
         if key.rpm:
             item = RateLimitItemPerMinute(key.rpm)
             allowed = await self._window.hit(item, key.id, "requests")
@@ -207,6 +211,12 @@ class RateLimits:
             admission.headers += _headers("requests", key.rpm, stats.remaining, stats.reset_time)
             if not allowed:
                 raise _limited("requests per minute", key.rpm, stats.reset_time, admission)
+
+    async def admit(self, key: ApiKey, estimated_tokens: int) -> Admission:
+        """Count the request against the key's limits and take a stream slot. Redis
+        errors propagate (``fail_closed`` turns them into a 503)."""
+        admission = Admission(key, estimated_tokens)
+        await self._count(key, admission)
         if key.tpm and estimated_tokens:  # nothing to charge for an answer that spends none
             if estimated_tokens > key.tpm:
                 raise RateLimited(

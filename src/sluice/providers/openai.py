@@ -67,8 +67,10 @@ class OpenAIProvider:
         return body
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[list[Event]]:
-        data = orjson.dumps(self.upstream_body(request))
-        response = await self._http.post(self._url, data, self._headers, self._timeout)
+        # The body is not bound to a name: this frame lives as long as the stream.
+        response = await self._http.post(
+            self._url, orjson.dumps(self.upstream_body(request)), self._headers, self._timeout
+        )
         async with streamed(response):
             if response.status != 200:
                 raise await _status_error(response)

@@ -106,6 +106,8 @@ class Access:
         self._by_id: dict[str, tuple[float, ApiKey | None]] = {}
         self._required: tuple[float, bool] = (0.0, False)
         self._refreshing: asyncio.Future[bool] | None = None
+        #: Key lookups in flight, by secret hash or key id.
+        self._loading: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def required(self) -> bool:
         if self._master:
@@ -179,8 +181,8 @@ class Access:
         except SluiceError:
             return None  # NotFound: the key was deleted
 
-    @staticmethod
     async def _cached(
+        self,
         cache: dict[str, tuple[float, ApiKey | None]],
         name: str,
         load: Callable[[str], Awaitable[ApiKey | None]],
@@ -190,7 +192,13 @@ class Access:
         now = time.monotonic()
         if hit is not None and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-        key = await _store_call(load(argument))
+        # One lookup per key at a time: when an entry lapses under load, the requests
+        # that find it lapsed wait for one query instead of each making their own.
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(load(argument))
+            loading.add_done_callback(lambda _: self._loading.pop(name, None))
+        key = await _store_call(asyncio.shield(loading))
         cache.pop(name, None)
         while len(cache) >= _CACHE_ENTRIES:
             del cache[next(iter(cache))]  # the oldest entry

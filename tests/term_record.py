@@ -5,7 +5,10 @@
 - ``docs/terminal.svg``: the same session run in tmux (a real terminal emulator), its
   screen and scrollback captured with their colours and drawn by rich.
 
-Both use the built-in simulated model, in-process, with a throwaway data directory.
+Both use the built-in simulated model, in-process, with a throwaway data directory:
+``sim-think``, which reasons before it answers (the reasoning streams dimmed, then
+collapses to one line), asked for a table; then a slash command, and a second question
+stopped with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,18 +29,20 @@ from tests.term_session import CTRL_C, CTRL_D, Terminal, terminal_env
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 COLS, ROWS = 100, 42
-PACE = '{"ttft_ms": 600, "tokens_per_second": 45, "length": 240}'
-#: The simulated answer is chosen by the seed: this one has a table and code.
+MODEL = "sim-think"
+PROMPT = f"{MODEL} ›"
+PACE = '{"ttft_ms": 600, "tokens_per_second": 45, "length": 240, "reasoning": 50}'
+#: The simulated answer is chosen by the seed (a table comes first: it is asked for).
 SEED = "20"
-QUESTION = "How do I retry a flaky HTTP call in Python?"
+QUESTION = "Retry strategies for a flaky HTTP call in Python: show me a table"
+COMMAND = "/temperature 0.3"
 SECOND = "And in Go?"
 
 
 def record_cast(data_dir: Path, out: Path) -> None:
     env = terminal_env(data_dir)
-    term = Terminal(
-        ["chat", "-o", f"sim={PACE}", "-o", f"seed={SEED}"], env, data_dir, rows=ROWS, cols=COLS
-    )
+    args = ["chat", "-m", MODEL, "-o", f"sim={PACE}", "-o", f"seed={SEED}"]
+    term = Terminal(args, env, data_dir, rows=ROWS, cols=COLS)
     events: list[tuple[float, str]] = []
     started = time.monotonic()
     seen = 0
@@ -63,13 +68,16 @@ def record_cast(data_dir: Path, out: Path) -> None:
             term.send(char)
             pump(0.045)
 
-    capture(r"sim › ")
+    capture(PROMPT + " ")
     pump(0.8)
     type_text(QUESTION)
     term.send("\r")
-    while not term.text.rstrip().endswith("sim ›"):
+    while not term.text.rstrip().endswith(PROMPT):
         pump(0.1)
     pump(1.0)
+    type_text(COMMAND)
+    term.send("\r")
+    pump(1.2)
     type_text(SECOND)
     term.send("\r")
     pump(2.5)
@@ -101,7 +109,7 @@ def tmux(*args: str) -> str:
 def record_svg(data_dir: Path, out: Path) -> None:
     env = terminal_env(data_dir)
     env.pop("PROMPT_TOOLKIT_NO_CPR", None)  # tmux answers cursor-position requests
-    command = f"{sys.executable} -m sluice chat -o 'sim={PACE}' -o seed={SEED}; sleep 60"
+    command = f"{sys.executable} -m sluice chat -m {MODEL} -o 'sim={PACE}' -o seed={SEED}; sleep 60"
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "rec", "-x", str(COLS), "-y", str(ROWS),
          "-e", f"SLUICE_DATA_DIR={env['SLUICE_DATA_DIR']}", "-e", "TERM=xterm-256color",
          command)  # fmt: skip
@@ -117,10 +125,13 @@ def record_svg(data_dir: Path, out: Path) -> None:
                     raise RuntimeError(f"{text!r} not on screen:\n{screen()}")
                 time.sleep(0.1)
 
-        wait("sim ›")
+        wait(PROMPT)
         tmux("send-keys", "-t", "rec", "-l", QUESTION)
         tmux("send-keys", "-t", "rec", "Enter")
         wait("out tokens")
+        tmux("send-keys", "-t", "rec", "-l", COMMAND)
+        tmux("send-keys", "-t", "rec", "Enter")
+        wait("temperature: 0.3")
         tmux("send-keys", "-t", "rec", "-l", SECOND)
         tmux("send-keys", "-t", "rec", "Enter")
         time.sleep(2.5)

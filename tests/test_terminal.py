@@ -205,7 +205,7 @@ def test_multiline_input_keys_and_commands(tmp_path: Path) -> None:
             ("/temperature 0.3", r"temperature: 0\.3"),
             ("/temperature 7", r"✗ temperature '7' is not a number from 0 to 2"),
             ("/model", r"● sim-echo"),
-            ("/model nope", r"✗ no model 'nope'; pick one of: sim, sim-echo, sim-fast"),
+            ("/model nope", r"✗ no model 'nope'; pick one of: sim, sim-echo, sim-fast, sim-think"),
             ("/sytem hi", r"✗ unknown command /sytem; /help lists them"),
             ("/help", r"/save FILE\s+save this conversation"),
             ("/save", r"✗ /save needs a file name"),

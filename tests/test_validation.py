@@ -317,6 +317,9 @@ async def test_stored_fields_refuse_unstorable_values_on_every_route(
         cases += [
             ("POST", "/v1/conversations", {"options": nested(300)}, "options"),
             ("PATCH", f"/v1/conversations/{cid}", {"options": nested(33)}, "options"),
+            # A null title was a row the database refused: a 503, as if it were down.
+            ("PATCH", f"/v1/conversations/{cid}", {"title": None}, "title"),
+            ("PATCH", f"/v1/conversations/{cid}", {"title": None, "pinned": True}, "title"),
             ("POST", "/v1/conversations", {"options": {"s": "x" * 20_000}}, "options"),
             ("POST", "/v1/conversations", {"options": {"n": 10**30}}, "options"),
             ("POST", "/chat", {"message": "hi", "options": {"sim": nested(300)}}, "options.sim"),

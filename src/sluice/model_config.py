@@ -124,6 +124,8 @@ def default_models(environ: dict[str, str] | os._Environ[str] | None = None) -> 
         ModelConfig(
             name="sim-fast", provider="sim", options={"ttft_ms": 0, "tokens_per_second": 0}
         ),
+        # Thinks before it answers (``delta.reasoning_content``), as reasoning models do.
+        ModelConfig(name="sim-think", provider="sim", options={"reasoning": 60}),
     ]
     if env.get("OPENAI_API_KEY"):
         base_url = env.get("OPENAI_BASE_URL", "https://api.openai.com/v1")

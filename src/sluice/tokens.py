@@ -17,6 +17,10 @@ from sluice.events import Event, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 
 _PER_MESSAGE = 4
 _CHARS_PER_TOKEN = 4
+#: An image part, whatever its size: what OpenAI bills a 1024x1024 image at high detail
+#: (its base64 is not text the model reads).
+_PER_IMAGE = 765
+_IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -28,10 +32,13 @@ def estimate_text_tokens(text: str) -> int:
 
 def estimate_message_tokens(message: dict[str, Any]) -> int:
     content = message.get("content")
+    images = 0
     if isinstance(content, list):
-        content = "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+        parts = [part for part in content if isinstance(part, dict)]
+        images = sum(1 for part in parts if part.get("type") in _IMAGE_PARTS)
+        content = "".join(part.get("text") or "" for part in parts)
     text = content if isinstance(content, str) else ""
-    return _PER_MESSAGE + estimate_text_tokens(text)
+    return _PER_MESSAGE + estimate_text_tokens(text) + images * _PER_IMAGE
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:

@@ -9,19 +9,21 @@ does) and the new text is appended to the same message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sluice.cache.key import CacheControl
 from sluice.cache.responses import Decision, ResponseCache
-from sluice.chat.continuing import ContinuingSaver, extended
+from sluice.chat.attachments import checked, masked_files, merged, parts
+from sluice.chat.continuing import ContinuingSaver
+from sluice.chat.plan import Plan, history_messages, plan_turn, typed
 from sluice.chat.saver import Saver
 from sluice.chat.titles import title_from
 from sluice.chat.turns import TURN_OPTIONS, Edit, TurnRequest, parse_turn
 from sluice.chat.window import window
 from sluice.engine.engine import Engine
 from sluice.engine.generation import Allowance, Generation, continuation
-from sluice.errors import NotFound, RequestError
+from sluice.errors import NotFound
 from sluice.owners import visible_to
 from sluice.policy.access import OPEN, Principal
 from sluice.policy.quota import Quota, Ticket
@@ -30,18 +32,6 @@ from sluice.tokens import estimate_message_tokens
 from sluice.wire.openai_request import ChatRequest, chat_request_from_body
 
 __all__ = ["TURN_OPTIONS", "ChatService", "Edit", "Turn", "TurnRequest", "parse_turn"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    history: list[Message]
-    question: str
-    #: Where a new question goes in the tree.
-    parent: str | None
-    #: An existing question to answer again (regenerate) instead of storing a new one.
-    reuse: str | None
-    #: The answer a continue turn carries on (its text so far is the new text's prefix).
-    extends: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +140,8 @@ class ChatService:
         """Start a turn. ``control`` is the request's ``Cache-Control``; a regenerate
         always asks for a fresh answer (it is never the cached one again)."""
         control = control or CacheControl()
+        # Files are checked before anything is stored (or a conversation created).
+        files = checked(turn.attachments)
         if turn.regenerate:
             control = CacheControl(no_store=control.no_store, no_cache=True)
         if turn.messages is not None:
@@ -161,7 +153,7 @@ class ChatService:
                 conversation = await self.store.conversation(turn.conversation_id, reach)
             except NotFound as exc:
                 raise NotFound(exc.message, param="conversation_id") from None
-            return await self._turn(turn, conversation, principal, control, paced)
+            return await self._turn(turn, conversation, principal, control, paced, files)
         self._model(turn.model)
         conversation = await self.store.create_conversation(
             owner=principal.owner,
@@ -170,7 +162,7 @@ class ChatService:
             options=turn.options or {},
         )
         try:
-            return await self._turn(turn, conversation, principal, control, paced)
+            return await self._turn(turn, conversation, principal, control, paced, files)
         except Exception:
             # A first turn that could not start leaves no empty conversation behind.
             await self.store.delete_conversation(conversation.id)
@@ -183,13 +175,18 @@ class ChatService:
         principal: Principal,
         control: CacheControl,
         paced: bool,
+        files: list[dict[str, Any]] | None = None,
     ) -> Turn:
         model = self._model(turn.model, conversation.model)
         system = turn.system if turn.system is not None else conversation.system_prompt
         options = {**conversation.options, **(turn.options or {})}
-        plan = await self._plan(turn, conversation.id)
-        new = {"role": "user", "content": plan.question}
-        history = [_as_message(m) for m in plan.history if _usable(m)]
+        plan = await plan_turn(self.store, self._savers, turn, conversation.id, files)
+        new: dict[str, Any] = {"role": "user", "content": plan.question}
+        if plan.attachments:
+            # Parts while the guardrails read it: the question's own (masked) text stays
+            # apart from the files' for storing; merged into what the model reads below.
+            new["content"] = parts(plan.question, plan.attachments)
+        history = history_messages(plan.history)
         budget = self.engine.config(model).context_tokens
         prefix = plan.extends.content if plan.extends else ""
         if plan.extends:
@@ -197,6 +194,7 @@ class ChatService:
             budget -= estimate_message_tokens({"role": "assistant", "content": prefix}) + 32
         # Fits the context (or a 400 naming the limit) before anything is stored.
         messages = window(system, history, new, budget=budget)
+        asked = len(messages) - 1
         request = chat_request_from_body(
             {**options, "model": model, "messages": messages, "stream": True}
         )
@@ -204,8 +202,13 @@ class ChatService:
             request = continuation(request, prefix)
         rules = self.engine.guardrails.select(model, principal.key_names)
         request = await self.engine.guardrails.check_input(request, rules)
+        content = request.messages[asked]["content"]
+        if plan.attachments:
+            # Stored as sent: a mask in a file's text or name reaches the stored file too.
+            plan = replace(plan, attachments=masked_files(plan.attachments, content))
+            request.messages[asked] = {**request.messages[asked], "content": merged(content)}
         # The question is stored as the model saw it: masked.
-        question = plan.question if plan.extends else request.messages[-1]["content"]
+        question = plan.question if plan.extends else typed(content)
         decision = await self._decide(request, principal, control, paced)
         # Admitted (key, limits, budget) before anything is stored.
         ticket, allowance = await self._admit(principal, request, decision)
@@ -261,7 +264,7 @@ class ChatService:
     async def _store_turn(
         self,
         conversation_id: str,
-        plan: _Plan,
+        plan: Plan,
         question: str,
         answer_id: str,
         model: str,
@@ -270,7 +273,14 @@ class ChatService:
         parent = plan.reuse
         if parent is None:
             stored = await self.store.add_message(
-                Message(new_id(), conversation_id, plan.parent, "user", question)
+                Message(
+                    new_id(),
+                    conversation_id,
+                    plan.parent,
+                    "user",
+                    question,
+                    attachments=plan.attachments,
+                )
             )
             parent = stored.id
         await self.store.add_message(
@@ -285,42 +295,6 @@ class ChatService:
                 stream_id=generation.id,
             )
         )
-
-    async def _plan(self, turn: TurnRequest, conversation_id: str) -> _Plan:
-        if turn.continue_id is not None:
-            return await self._continue_plan(turn.continue_id, conversation_id)
-        path = await self.store.path(conversation_id)
-        if turn.regenerate:
-            asked = [i for i, m in enumerate(path) if m.role == "user"]
-            if not asked:
-                raise RequestError("There is no question to answer again.", param="regenerate")
-            question = path[asked[-1]]
-            return _Plan(path[: asked[-1]], question.content, question.parent_id, question.id)
-        if turn.edit is not None:
-            # Unknown and another conversation's look the same: no hint either exists.
-            try:
-                target = await self.store.message(turn.edit.message_id)
-            except NotFound:
-                target = None
-            mine = target is not None and target.conversation_id == conversation_id
-            if target is None or not mine or target.role != "user":
-                raise RequestError(
-                    "edit.message_id must be a question (user message) of this conversation.",
-                    param="edit.message_id",
-                )
-            before = (
-                await self.store.path(conversation_id, target.parent_id) if target.parent_id else []
-            )
-            return _Plan(before, turn.edit.content, target.parent_id, None)
-        assert turn.message is not None
-        return _Plan(path, turn.message, path[-1].id if path else None, None)
-
-    async def _continue_plan(self, message_id: str, conversation_id: str) -> _Plan:
-        target = await extended(self.store, self._savers, message_id, conversation_id)
-        assert target.parent_id is not None  # an answer always answers a question
-        asked = await self.store.path(conversation_id, target.parent_id)
-        question = asked[-1]
-        return _Plan(asked[:-1], question.content, question.parent_id, question.id, target)
 
     async def _stateless(
         self, turn: TurnRequest, principal: Principal, control: CacheControl, paced: bool
@@ -359,12 +333,3 @@ class ChatService:
         """Wait for every answer being saved (shutdown: nothing half-written)."""
         for saver in list(self._savers):
             await saver.task
-
-
-def _usable(message: Message) -> bool:
-    # Failed answers and empty placeholders are not history the model should see.
-    return bool(message.content) and message.status != "failed"
-
-
-def _as_message(message: Message) -> dict[str, Any]:
-    return {"role": message.role, "content": message.content}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sluice.chat.attachments import MAX_FILES, AttachmentIn
 from sluice.errors import RequestError
 from sluice.wire.storable import Unstorable, check_text, storable_json
 
@@ -58,6 +59,8 @@ class TurnRequest(BaseModel):
     #: Carry on an answer that was stopped, interrupted or cut off at the token limit:
     #: the new text is appended to that same message (``continue`` is a Python keyword).
     continue_id: _Text | None = Field(default=None, min_length=1)
+    #: Files sent with ``message`` (``chat/attachments.py``): checked when the turn starts.
+    attachments: list[AttachmentIn] | None = Field(default=None, max_length=MAX_FILES)
 
     @model_validator(mode="after")
     def _one_kind(self) -> TurnRequest:
@@ -74,6 +77,8 @@ class TurnRequest(BaseModel):
             raise ValueError("give exactly one of message, messages, regenerate, edit, continue_id")
         if (self.regenerate or self.edit or self.continue_id) and not self.conversation_id:
             raise ValueError("regenerate, edit and continue_id need a conversation_id")
+        if self.attachments and self.message is None:
+            raise ValueError("attachments go with a new message only")
         if self.messages is not None and self.conversation_id:
             raise ValueError("messages (a stateless turn) cannot go with a conversation_id")
         unknown = set(self.options or {}) - TURN_OPTIONS

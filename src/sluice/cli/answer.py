@@ -10,7 +10,9 @@ terminal writes than a slow one, and nothing already printed is ever drawn again
 escape sequences: for pipes and ``--raw``.
 
 The status line shows a spinner until the first token, then time to first token,
-tokens per second and tokens (N/A while unknown).
+tokens per second and tokens (N/A while unknown). Reasoning, when the model streams it,
+comes first, dimmed (``thinking.py``: shown, hidden, or collapsed to one line once the
+answer starts); tool calls are drawn after the text (``tool_calls.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -29,9 +31,14 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from sluice.cli.blocks import BlockSplitter, Piece
+from sluice.cli.messages import t
 from sluice.cli.render import PieceRenderer, visible
+from sluice.cli.thinking import DEFAULT_MODE, Thoughts
+from sluice.cli.tool_calls import ToolCalls
 
 FPS = 12
+#: Lines of reasoning the live region shows while the model thinks (the latest ones).
+THINKING_ROWS = 6
 
 
 @dataclass
@@ -113,11 +120,14 @@ class LiveAnswer:
         *,
         summary: bool = True,
         started: float | None = None,
+        reasoning: str = DEFAULT_MODE,
     ) -> None:
         self.console = console
         #: ``started``: when the request went out (time.monotonic), for the TTFT.
         self.stats = AnswerStats(model, started or time.monotonic())
         self._summary = summary
+        self.thoughts = Thoughts(reasoning)
+        self.tool_calls = ToolCalls()
         self._splitter = BlockSplitter()
         self._renderer = PieceRenderer()
         self._pending: list[RenderableType] = []
@@ -146,7 +156,10 @@ class LiveAnswer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         self.stats.ended = self.stats.ended or time.monotonic()
+        self._pending.extend(self.thoughts.end())
         self._commit(self._splitter.close())
+        if self.tool_calls:
+            self._pending.extend(self.tool_calls.lines(self.console.width))
         self._show(Text(""))
         self._live.stop()
         if self._summary:
@@ -155,13 +168,33 @@ class LiveAnswer:
     def add(self, text: str) -> None:
         if not text:
             return
+        self._counted()
+        # The answer starts: the reasoning before it is done (and collapses).
+        self._pending.extend(self.thoughts.end())
+        self._parts.append(text)
+        self._commit(self._splitter.feed(text))
+        self._dirty = True
+
+    def reasoning(self, text: str) -> None:
+        """A piece of the model's reasoning (it counts as tokens, like the answer)."""
+        if not text:
+            return
+        self._counted()
+        self._pending.extend(self.thoughts.add(text))
+        self._dirty = True
+
+    def tool_call(self, frame: dict[str, Any]) -> None:
+        """A piece of a tool call (a ``tool_call`` frame); drawn when the answer ends."""
+        self._counted()
+        self._pending.extend(self.thoughts.end())
+        self.tool_calls.add(frame)
+        self._dirty = True
+
+    def _counted(self) -> None:
         stats = self.stats
         if stats.first_token is None:
             stats.first_token = time.monotonic()
         stats.chunks += 1
-        self._parts.append(text)
-        self._commit(self._splitter.feed(text))
-        self._dirty = True
 
     def usage(self, prompt: int, completion: int, *, estimated: bool = False) -> None:
         self.stats.prompt_tokens, self.stats.completion_tokens = prompt, completion
@@ -191,21 +224,46 @@ class LiveAnswer:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1 / FPS)
-            # The spinner turns until the first token; afterwards only news redraws.
-            if self._dirty or self.stats.first_token is None:
+            # The spinner turns until the first token (and while hidden reasoning goes
+            # on); afterwards only news redraws.
+            if self._dirty or self.stats.first_token is None or self._thinking_hidden():
                 self._draw()
+
+    def _thinking_hidden(self) -> bool:
+        return self.thoughts.active and self.thoughts.mode == "hide"
 
     def _draw(self) -> None:
         self._dirty = False
         rows = max(3, self.console.height - 4)
         tail = self._renderer.tail(self._splitter, rows)
+        status: RenderableType
         if self.stats.first_token is None:
             waited = time.monotonic() - self.stats.started
-            status: RenderableType = Spinner(
-                "dots", Text(f"{self.stats.model} · waiting {waited:.1f} s", style="dim")
+            status = Spinner(
+                "dots",
+                Text(
+                    t("{model} · waiting {seconds:.1f} s", model=self.stats.model, seconds=waited),
+                    style="dim",
+                ),
+            )
+        elif self._thinking_hidden():
+            thought = time.monotonic() - (self.thoughts.started or self.stats.started)
+            status = Spinner(
+                "dots",
+                Text(
+                    t(
+                        "{model} · thinking {seconds:.1f} s",
+                        model=self.stats.model,
+                        seconds=thought,
+                    ),
+                    style="dim",
+                ),
             )
         else:
             status = self.stats.line(final=False)
+        thinking = self.thoughts.live(self.console, min(rows, THINKING_ROWS))
+        if thinking is not None:
+            tail = thinking if tail is None else Group(thinking, tail)
         self._show(status if tail is None else Group(tail, status))
 
 

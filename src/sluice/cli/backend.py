@@ -18,7 +18,7 @@ Failures the user must act on are a ``CliError``: one line, and the exit code.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sluice.errors import ModelNotFound, NotFound, RequestError, SluiceError
@@ -46,6 +46,8 @@ class ConversationInfo:
     system_prompt: str | None
     created_at: float
     updated_at: float
+    #: The model options kept with it (temperature…), sent with each of its turns.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,10 @@ class LocalBackend:
         self, *, query: str | None = None, limit: int = 50
     ) -> list[ConversationInfo]:
         chat = await self._service()
-        found = await chat.store.conversations(owners=visible_to(LOCAL), query=query, limit=limit)
+        # Newest first: the terminal has no pins ("-c" is the latest conversation).
+        found = await chat.store.conversations(
+            owners=visible_to(LOCAL), query=query, limit=limit, pinned_first=False
+        )
         return [_conversation(c) for c in found]
 
     async def conversation(
@@ -152,7 +155,9 @@ def _merged(options: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _conversation(c: Conversation) -> ConversationInfo:
-    return ConversationInfo(c.id, c.title, c.model, c.system_prompt, c.created_at, c.updated_at)
+    return ConversationInfo(
+        c.id, c.title, c.model, c.system_prompt, c.created_at, c.updated_at, dict(c.options)
+    )
 
 
 def _message(m: Message, versions: list[str]) -> MessageInfo:

@@ -221,7 +221,8 @@ class RemoteBackend:
     async def conversations(
         self, *, query: str | None = None, limit: int = 50
     ) -> list[ConversationInfo]:
-        path = f"/v1/conversations?limit={limit}"
+        # Newest first: the terminal has no pins ("-c" is the latest conversation).
+        path = f"/v1/conversations?limit={limit}&pinned_first=false"
         if query:
             path += f"&q={quote(query)}"
         data = await self.call("GET", path)
@@ -258,6 +259,7 @@ def _conversation(data: dict[str, Any]) -> ConversationInfo:
         system_prompt=data.get("system_prompt"),
         created_at=float(data.get("created_at") or 0),
         updated_at=float(data.get("updated_at") or 0),
+        options=options if isinstance(options := data.get("options"), dict) else {},
     )
 
 

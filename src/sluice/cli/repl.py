@@ -38,7 +38,9 @@ from rich.text import Text
 from sluice.cli.answer import LiveAnswer
 from sluice.cli.backend import Backend, CliError, Frame, MessageInfo, TurnStream
 from sluice.cli.history import show_messages
+from sluice.cli.messages import t
 from sluice.cli.slash import SlashCompleter, run_command
+from sluice.cli.thinking import DEFAULT_MODE
 
 QUIT_HINT = "(To quit, press Ctrl-C again or Ctrl-D, or type /exit.)"
 _PROMPT_STYLE = PromptStyle.from_dict({"model": "ansicyan bold", "arrow": "ansibrightblack"})
@@ -54,6 +56,8 @@ class ChatState:
     options: dict[str, Any] = field(default_factory=dict)
     conversation_id: str | None = None
     multiline: bool = False
+    #: How the model's reasoning is drawn: collapse, show or hide (``/reasoning``).
+    reasoning: str = DEFAULT_MODE
     #: The last question sent, and whether it reached the store (so /retry regenerates
     #: the answer instead of asking again).
     last_question: str | None = None
@@ -99,7 +103,7 @@ class ChatRepl:
                 if interrupted:
                     break
                 interrupted = True
-                self.console.print(Text(QUIT_HINT, style="dim"))
+                self.console.print(Text(t(QUIT_HINT), style="dim"))
                 continue
             except EOFError:
                 break
@@ -124,7 +128,7 @@ class ChatRepl:
         try:
             await self._work
         except asyncio.CancelledError:
-            self.console.print(Text("stopped", style="dim"))
+            self.console.print(Text(t("stopped"), style="dim"))
         except CliError as exc:
             self.error(exc.message)
         finally:
@@ -148,7 +152,7 @@ class ChatRepl:
     async def retry(self) -> None:
         state = self.state
         if state.last_question is None:
-            self.error("nothing to retry yet; ask something first")
+            self.error(t("nothing to retry yet; ask something first"))
             return
         if state.last_stored and state.conversation_id:
             await self._turn_with({"regenerate": True}, question=state.last_question)
@@ -160,17 +164,17 @@ class ChatRepl:
         new text is added to the same stored message, and printed after what was shown."""
         state = self.state
         if not state.conversation_id:
-            self.error("nothing to continue yet; ask something first")
+            self.error(t("nothing to continue yet; ask something first"))
             return
         __, messages = await self.backend.conversation(state.conversation_id)
         last = messages[-1] if messages else None
         if last is None or last.role != "assistant" or not last.content:
-            self.error("there is no answer to continue; ask something")
+            self.error(t("there is no answer to continue; ask something"))
             return
         if last.status != "incomplete" and last.finish_reason != "length":
-            self.error("the last answer is complete; /retry answers again")
+            self.error(t("the last answer is complete; /retry answers again"))
             return
-        self.note("continuing the answer…")
+        self.note(t("continuing the answer…"))
         question = state.last_question or ""
         await self._turn_with({"continue_id": last.id}, question=question, prefix=last.content)
 
@@ -193,7 +197,7 @@ class ChatRepl:
         started = time.monotonic()
         turn = await self.backend.turn(body)
         self._turn = turn
-        answer = LiveAnswer(self.console, state.model, started=started)
+        answer = LiveAnswer(self.console, state.model, started=started, reasoning=state.reasoning)
         error: Frame | None = None
         notes: list[str] = []
         with _no_echo():
@@ -202,6 +206,8 @@ class ChatRepl:
                     kind = frame.get("type")
                     if kind == "content":
                         answer.add(frame["content"])
+                    elif kind == "reasoning":
+                        answer.reasoning(frame["content"])
                     elif kind == "start":
                         state.conversation_id = frame.get("conversation_id")
                         state.last_stored = True
@@ -216,21 +222,27 @@ class ChatRepl:
                     elif kind == "error":
                         error = frame
                     elif kind == "failover":
-                        notes.append(f"continued on {frame['to']} after {frame['from']} failed")
-                    elif kind == "tool_call" and frame.get("name"):
-                        notes.append(f"the model asked to call the tool {frame['name']}")
+                        notes.append(
+                            t(
+                                "continued on {to} after {source} failed",
+                                to=frame["to"],
+                                source=frame["from"],
+                            )
+                        )
+                    elif kind == "tool_call":
+                        answer.tool_call(frame)
         # A continued answer is one message: its earlier text, then the new.
         state.last_answer = prefix + answer.text()
         for note in notes:
             self.console.print(Text(note, style="dim"))
         if error is not None:
-            kept = "the partial answer is kept; " if answer.text() else ""
-            message = error.get("message", "the answer failed")
+            kept = t("the partial answer is kept; ") if answer.text() else ""
+            message = error.get("message") or t("the answer failed")
             if error.get("hint"):
                 message = f"{message}; {error['hint']}"
-            self.error(f"{message} — {kept}/retry to try again")
+            self.error(t("{message} — {kept}/retry to try again", message=message, kept=kept))
         if answer.text() and (error or answer.stats.finish_reason in ("incomplete", "length")):
-            self.note("/continue carries the answer on")
+            self.note(t("/continue carries the answer on"))
         self.console.print()
 
     # -- output ---------------------------------------------------------------

@@ -11,7 +11,9 @@ from rich.text import Text
 
 from sluice.cli.backend import USAGE, Backend, CliError
 from sluice.cli.history import latest_or
+from sluice.cli.messages import t
 from sluice.cli.repl import ChatRepl, ChatState
+from sluice.cli.thinking import DEFAULT_MODE
 from sluice.settings import Settings
 from sluice.store.database import default_data_dir
 
@@ -27,6 +29,8 @@ class ChatSettings:
     options: dict[str, Any]
     resume: bool
     conversation: str | None
+    #: How reasoning is drawn (``cli/thinking.py``).
+    reasoning: str = DEFAULT_MODE
 
 
 async def run_chat(
@@ -34,12 +38,16 @@ async def run_chat(
 ) -> None:
     models = await backend.models()  # with --url: is the gateway there at all?
     if chat.model is not None and chat.model not in models:
-        raise CliError(f"no model {chat.model!r}; pick one of: {', '.join(models)}", USAGE)
+        listed = ", ".join(models)
+        raise CliError(
+            t("no model {name!r}; pick one of: {models}", name=chat.model, models=listed), USAGE
+        )
     state = ChatState(
         model=chat.model or await backend.default_model(),
         system=chat.system,
         temperature=chat.temperature,
         options=dict(chat.options),
+        reasoning=chat.reasoning,
     )
     recap: list[Any] = []
     title = ""
@@ -52,7 +60,14 @@ async def run_chat(
             used = [m.model for m in messages if m.role == "assistant"] + [info.model]
             if chat.model is None:
                 state.model = next((m for m in reversed(used) if m in models), state.model)
-            title, recap = info.title or "untitled", messages[-RECAP:]
+            # The system prompt and temperature kept with it (/system, /temperature),
+            # unless given on the command line: shown by those commands, sent as they were.
+            if chat.system is None:
+                state.system = info.system_prompt
+            kept = info.options.get("temperature")
+            if chat.temperature is None and isinstance(kept, int | float):
+                state.temperature = float(kept)
+            title, recap = info.title or t("untitled"), messages[-RECAP:]
             questions = [m for m in messages if m.role == "user"]
             if questions:
                 state.last_question, state.last_stored = questions[-1].content, True
@@ -63,12 +78,16 @@ async def run_chat(
     console.print(
         Text.assemble(
             ("sluice chat", "bold"),
-            (f" · {state.model} · conversations in {backend.where}", "dim"),
-            (" · /help for commands, Ctrl-D to quit", "dim"),
+            (
+                t(" · {model} · conversations in {where}", model=state.model, where=backend.where),
+                "dim",
+            ),
+            (t(" · /help for commands, Ctrl-D to quit"), "dim"),
         )
     )
     if title:
-        console.print(Text(f"continuing “{title}” ({state.conversation_id})", style="dim"))
+        shown = t("continuing “{title}” ({id})", title=title, id=state.conversation_id)
+        console.print(Text(shown, style="dim"))
         console.print()
         repl.show_messages(recap)
     else:
@@ -83,6 +102,6 @@ async def _conversation_to_continue(
         return await latest_or(backend, chat.conversation)
     latest = await backend.conversations(limit=1)
     if not latest:
-        console.print(Text("No earlier conversation; starting a new one.", style="dim"))
+        console.print(Text(t("No earlier conversation; starting a new one."), style="dim"))
         return None
     return latest[0].id

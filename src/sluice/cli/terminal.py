@@ -1,4 +1,5 @@
-"""The terminal commands: ``sluice chat``, ``sluice ask`` and ``sluice history``.
+"""The terminal commands: ``sluice chat`` and ``sluice ask`` (``sluice history`` is in
+``cli/history_commands.py``), and what they share: options, settings, the backend.
 
 Thin, like the rest of ``cli/``: parse flags, load Settings the way ``serve`` does
 (``--config``, ``SLUICE_*``), pick a backend (the engine in-process, or a gateway with
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -74,9 +76,12 @@ OptionOption = Annotated[
 ]
 
 
-class Format(enum.StrEnum):
-    md = "md"
-    json = "json"
+class Reasoning(enum.StrEnum):
+    """How ``sluice chat`` draws a model's reasoning (``cli/thinking.py``)."""
+
+    collapse = "collapse"
+    show = "show"
+    hide = "hide"
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -175,6 +180,14 @@ def chat(
     ] = None,
     temperature: TemperatureOption = None,
     option: OptionOption = None,
+    reasoning: Annotated[
+        Reasoning,
+        typer.Option(
+            envvar="SLUICE_REASONING",
+            help="A model's reasoning: collapsed to one line once the answer starts, "
+            "shown in full, or hidden (/reasoning changes it).",
+        ),
+    ] = Reasoning.collapse,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
     url: UrlOption = None,
@@ -189,6 +202,10 @@ def chat(
         raise fail("give -c (the latest conversation) or --cid ID, not both", 2)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise fail("sluice chat needs a terminal; for pipes and scripts use `sluice ask`", 2)
+    from sluice.cli import messages
+
+    # The chat's own words follow the locale (LC_ALL, LC_MESSAGES, LANG): read once, here.
+    messages.use(messages.language_from(os.environ))
 
     async def main() -> None:
         from sluice.cli.options import parse_options
@@ -201,7 +218,7 @@ def chat(
             await run_chat(
                 backend,
                 _console(),
-                ChatSettings(model, system, temperature, options, resume, cid),
+                ChatSettings(model, system, temperature, options, resume, cid, reasoning.value),
                 settings,
             )
         finally:
@@ -268,126 +285,9 @@ def ask(
     _run(main())
 
 
-history_app = typer.Typer(
-    cls=Group,
-    help="The stored conversations (the web page's too): list, show, search, export.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-)
-
-
-def _history(
-    config: Path | None,
-    data_dir: Path | None,
-    url: str | None,
-    key: str | None,
-    work: Any,
-) -> None:
-    async def main() -> None:
-        backend = _backend(_settings(config, data_dir), url, key)
-        try:
-            await work(backend, _console())
-        finally:
-            await backend.aclose()
-
-    _run(main())
-
-
-@history_app.command("list", cls=Command)
-def history_list(
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", metavar="N", min=1, max=200, help="How many.")
-    ] = 20,
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-) -> None:
-    """The latest conversations, newest first (tab-separated when piped)."""
-    from sluice.cli.history import list_conversations
-
-    async def work(backend: Backend, console: Console) -> None:
-        await list_conversations(backend, console, query=None, limit=limit)
-
-    _history(config, data_dir, url, key, work)
-
-
-@history_app.command("search", cls=Command)
-def history_search(
-    text: Annotated[
-        str, typer.Argument(metavar="TEXT", help="Text to find in titles and messages.")
-    ],
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", metavar="N", min=1, max=200, help="How many.")
-    ] = 20,
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-) -> None:
-    """Conversations whose title or messages contain TEXT (any case, any language)."""
-    from sluice.cli.history import list_conversations
-
-    async def work(backend: Backend, console: Console) -> None:
-        await list_conversations(backend, console, query=text, limit=limit)
-
-    _history(config, data_dir, url, key, work)
-
-
-@history_app.command("show", cls=Command)
-def history_show(
-    conversation: Annotated[
-        str | None, typer.Argument(metavar="[ID]", help="An id or prefix [default: the latest].")
-    ] = None,
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-) -> None:
-    """One conversation, rendered (markdown when piped)."""
-    from sluice.cli.history import show
-
-    async def work(backend: Backend, console: Console) -> None:
-        await show(backend, console, conversation)
-
-    _history(config, data_dir, url, key, work)
-
-
-@history_app.command("export", cls=Command)
-def history_export(
-    conversation: Annotated[
-        str | None, typer.Argument(metavar="[ID]", help="An id or prefix [default: the latest].")
-    ] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="md or json.")] = Format.md,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-O", metavar="FILE", help="Write to this file, not stdout."),
-    ] = None,
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-) -> None:
-    """One conversation as markdown or JSON (the shape of GET /v1/conversations/ID)."""
-    from sluice.cli.backend import CliError
-    from sluice.cli.history import export_text, latest_or
-
-    async def work(backend: Backend, console: Console) -> None:
-        conversation_id = await latest_or(backend, conversation)
-        text = export_text(*await backend.conversation(conversation_id), fmt.value) + "\n"
-        if output is None:
-            sys.stdout.write(text)
-            return
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
-
-    _history(config, data_dir, url, key, work)
-
-
 def register(app: typer.Typer) -> None:
     app.command(cls=Command)(chat)
     app.command(cls=Command)(ask)
+    from sluice.cli.history_commands import history_app
+
     app.add_typer(history_app, name="history")

@@ -27,6 +27,7 @@ from sluice.errors import ShuttingDown, SluiceError, Unavailable
 from sluice.http.admin import build_router as build_access_router
 from sluice.http.answers import EdgeLimits
 from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
+from sluice.http.attachments import build_router as build_attachments_router
 from sluice.http.boundary import Boundary
 from sluice.http.cache_admin import build_router as build_cache_router
 from sluice.http.chat import ChatEndpoint
@@ -45,6 +46,8 @@ from sluice.http.openapi_docs import ERRORS, document
 from sluice.http.requests_admin import build_router as build_requests_router
 from sluice.http.responses import PREFIX as RESPONSES_PREFIX
 from sluice.http.responses import Responses
+from sluice.http.shares import build_public_router as build_shared_router
+from sluice.http.shares import build_router as build_shares_router
 from sluice.http.streams import PREFIX as STREAMS_PREFIX
 from sluice.http.streams import Streams
 from sluice.http.streams_admin import build_router as build_streams_router
@@ -56,6 +59,7 @@ from sluice.settings import Settings
 from sluice.store.database import migrate
 from sluice.store.request_log import RequestLogStore
 from sluice.store.responses import ResponseStore
+from sluice.store.shares import ShareStore
 from sluice.telemetry.record import RequestRecord
 from sluice.wire.errors import error_object
 
@@ -312,6 +316,10 @@ def build_api(gateway: Gateway) -> FastAPI:
         )
 
     api.include_router(build_router(gateway.store, gateway.engine))
+    api.include_router(build_attachments_router(gateway.store))
+    shares = ShareStore(gateway.store.engine)
+    api.include_router(build_shares_router(gateway.store, shares))
+    api.include_router(build_shared_router(shares, STATIC / "share.html", PAGE_HEADERS))
     api.include_router(build_cache_router(gateway.cache))
     api.include_router(build_moderations_router(gateway.engine.guardrails, gateway.runtime.limits))
     api.include_router(build_requests_router(RequestLogStore(gateway.store.engine)))

@@ -1,16 +1,18 @@
 """The conversations REST API: list and search, create, read with messages and their
-versions, update (title, system prompt, model, options, shown branch), delete."""
+versions, update (title, system prompt, model, options, shown branch, pinned), delete."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from sluice.engine.engine import Engine
 from sluice.errors import PermissionDenied, RequestError
+from sluice.http.attachments import attachment_summaries
 from sluice.http.gate import principal_of
 from sluice.http.validation import MAX_INT, JsonObject, Text
 from sluice.owners import visible_to
@@ -35,6 +37,8 @@ class ConversationChanges(BaseModel):
     options: JsonObject | None = None
     #: Show another branch: the id of the message to make the conversation's tip.
     leaf_id: Text | None = None
+    #: Pin it to the top of the owner's list (newest pin first), or unpin it.
+    pinned: StrictBool | None = None
 
 
 def reach(principal: Principal) -> Owners:
@@ -67,6 +71,8 @@ def conversation_object(conversation: Conversation) -> dict[str, Any]:
         "options": conversation.options,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
+        "pinned": conversation.pinned_at is not None,
+        "pinned_at": conversation.pinned_at,
     }
 
 
@@ -97,6 +103,7 @@ def message_object(message: Message, versions: list[str] | None = None) -> dict[
         "duration_ms": message.duration_ms,
         "stream_id": message.stream_id,
         "error": message.error,
+        "attachments": attachment_summaries(message),
         "created_at": message.created_at,
         "versions": {"index": ids.index(message.id), "count": len(ids), "ids": ids},
     }
@@ -143,9 +150,12 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         owner: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         all: Annotated[bool, Query()] = False,
+        pinned_first: Annotated[bool, Query()] = True,
     ) -> dict[str, Any]:
         owners = listing(principal_of(request.scope), owner, all)
-        found = await store.conversations(owners=owners, query=q, limit=limit, offset=offset)
+        found = await store.conversations(
+            owners=owners, query=q, limit=limit, offset=offset, pinned_first=pinned_first
+        )
         data = [conversation_object(c) for c in found]
         if q:
             # Why each was found: the text around the match (None: its title matched).
@@ -189,8 +199,12 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
         conversation_id: str, body: ConversationChanges, request: Request
     ) -> dict[str, Any]:
         owners = reach(principal_of(request.scope))
-        await store.conversation(conversation_id, owners)  # 404 before anything else
+        current = await store.conversation(conversation_id, owners)  # 404 before anything else
         changes = body.model_dump(exclude_unset=True)
+        if "title" in changes and changes["title"] is None:
+            # A conversation always has a title (empty is allowed); null is a client error,
+            # not a row the database refuses.
+            raise RequestError('title cannot be null; send "" for none.', param="title")
         known_model(changes.get("model"))
         if "leaf_id" in changes:
             leaf = changes["leaf_id"]
@@ -206,6 +220,12 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
             changes["leaf_id"] = newest_leaf(tree, leaf)
         if "options" in changes:
             changes["options"] = sized(changes["options"] or {})
+        if "pinned" in changes:
+            pinned = changes.pop("pinned")
+            if pinned is None:
+                raise RequestError("pinned must be true or false.", param="pinned")
+            # Pinning a pinned one again keeps its place.
+            changes["pinned_at"] = (current.pinned_at or time.time()) if pinned else None
         conversation = await store.update_conversation(conversation_id, owners, **changes)
         return conversation_object(conversation)
 

@@ -3,9 +3,9 @@ plain ASGI, before any endpoint runs.
 
 - CORS: an explicit allow-list (``cors_origins``); same-origin is always allowed;
   ``*`` is honoured only without credentials. A preflight from elsewhere gets 403.
-- Authentication: everything but liveness, the page and its files, and sign-in needs a
-  Bearer key or a session cookie once authentication is on (see ``policy.access``).
-  The principal is put in the scope for the endpoints.
+- Authentication: everything but liveness, the page and its files, sign-in and
+  share links needs a Bearer key or a session cookie once authentication is on (see
+  ``policy.access``). The principal is put in the scope for the endpoints.
 - CSRF: a request authenticated by the session cookie that changes state must echo the
   session's CSRF token in ``X-CSRF-Token``; a WebSocket opened with the cookie must come
   from an allowed origin.
@@ -23,7 +23,9 @@ from sluice.policy.access import Access, Principal
 SESSION_COOKIE = "sluice_session"
 CSRF_HEADER = b"x-csrf-token"
 PRINCIPAL = "sluice.principal"
-_EXEMPT = ("/health/live", "/static/")
+#: Open without a key: liveness, the page's files, and read-only share links (whose
+#: token is the credential; see http/shares.py).
+_EXEMPT = ("/health/live", "/static/", "/v1/shared/", "/share/")
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 

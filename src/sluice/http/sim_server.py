@@ -47,7 +47,7 @@ from sluice.wire.openai_chunks import DONE, ChunkEncoder, Completion
 from sluice.wire.openai_request import ChatRequest, parse_chat_request
 
 MALFORMED = b'data: {"id": "chatcmpl-sim", "choices": [\n\n'
-MODELS = ("sim", "sim-echo")
+MODELS = ("sim", "sim-echo", "sim-think")
 #: What Anthropic sends when it fails mid-stream.
 OVERLOADED = sse(error_record(StreamError("overloaded_error", "Overloaded", status=529)))
 
@@ -159,6 +159,8 @@ class SimServer:
             options = self.options.merged(request.body.get("sim"), limits=limits)
             if request.model.endswith("-echo"):
                 options = options.merged({"style": "echo"})
+            if request.model.endswith("-think") and not options.reasoning:
+                options = options.merged({"reasoning": 60})
             structured_output(request.body)
         except ClientDisconnected:
             return
@@ -169,7 +171,7 @@ class SimServer:
             await send_json(send, status, body, headers)
             return
         stats = self.stats
-        attempt = stats.attempt(options.key, request.messages)
+        attempt = stats.attempt(options.key, request.messages, request.body.get("temperature"))
         key = stats.key(options.key)
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1

@@ -7,10 +7,8 @@ instead of overwriting, and the conversation's ``leaf_id`` says which branch it 
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Table, delete, insert, select, text, update
@@ -18,56 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sluice.errors import NotFound
 from sluice.store import search
+from sluice.store.records import ANY, STATUSES, Conversation, Message, Owners, new_id
 from sluice.store.schema import conversations, messages
 
-STATUSES = ("complete", "streaming", "incomplete", "failed")
-
-
-def new_id() -> str:
-    return secrets.token_hex(12)
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    id: str
-    owner: str
-    title: str
-    system_prompt: str | None
-    model: str | None
-    options: dict[str, Any]
-    leaf_id: str | None
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    id: str
-    conversation_id: str
-    parent_id: str | None
-    role: str
-    content: str
-    model: str | None = None
-    status: str = "complete"
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    usage_estimated: bool = False
-    ttft_ms: float | None = None
-    duration_ms: float | None = None
-    stream_id: str | None = None
-    #: Served from the response cache (or an identical answer in flight).
-    cached: bool = False
-    error: str | None = None
-    created_at: float = field(default=0.0)
-    updated_at: float = field(default=0.0)
-
-
-#: Which owners' conversations a call may see: a tuple of owners, or ANY (the admin's
-#: explicit view of everything). Every method that takes a conversation id checks it;
-#: a conversation of another owner is "not found".
-Owners = tuple[str, ...] | None
-ANY: Owners = None
+__all__ = [
+    "ANY",
+    "STATUSES",
+    "Conversation",
+    "ConversationStore",
+    "Message",
+    "Owners",
+    "SQLStore",
+    "new_id",
+]
 
 
 class ConversationStore(Protocol):
@@ -90,6 +51,7 @@ class ConversationStore(Protocol):
         query: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        pinned_first: bool = True,
     ) -> list[Conversation]: ...
 
     async def snippets(self, conversation_ids: Collection[str], query: str) -> dict[str, str]:
@@ -127,7 +89,7 @@ class ConversationStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-_CONVERSATION_FIELDS = {"title", "system_prompt", "model", "options", "leaf_id"}
+_CONVERSATION_FIELDS = {"title", "system_prompt", "model", "options", "leaf_id", "pinned_at"}
 _MESSAGE_FIELDS = {
     "content",
     "model",
@@ -192,13 +154,17 @@ class SQLStore:
         query: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        pinned_first: bool = True,
     ) -> list[Conversation]:
         statement = _owned(select(conversations), owners)
         if query:
             statement = search.matching(statement, query, self.engine)
-        statement = (
-            statement.order_by(conversations.c.updated_at.desc()).limit(limit).offset(offset)
-        )
+        # Pinned first (the newest pin first), then the most recently active; or only the
+        # latter ("the latest conversation", as the terminal means it).
+        order = [conversations.c.updated_at.desc()]
+        if pinned_first:
+            order.insert(0, conversations.c.pinned_at.desc().nulls_last())
+        statement = statement.order_by(*order).limit(limit).offset(offset)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [Conversation(**row._mapping) for row in rows]
@@ -269,9 +235,11 @@ class SQLStore:
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"not {table.name} fields: {sorted(unknown)}")
+        # Pinning is not activity: it does not move a conversation to "Today".
+        stamp = {} if set(changes) == {"pinned_at"} else {"updated_at": time.time()}
         async with self.engine.begin() as connection:
             result = await connection.execute(
-                update(table).where(table.c.id == row_id).values(**changes, updated_at=time.time())
+                update(table).where(table.c.id == row_id).values(**changes, **stamp)
             )
         if result.rowcount == 0:
             noun = "conversation" if table is conversations else "message"

@@ -31,11 +31,17 @@ _ROUTES = (
     ("/v1/admin/", "admin"),
     ("/v1/models", "models"),
     ("/v1/session", "session"),
+    ("/v1/shared/", "shared"),
+    ("/share/", "page"),
     ("/health", "health"),
     ("/metrics", "metrics"),
     ("/static/", "page"),
 )
 
+
+#: Paths that end in a credential (a share link's token, http/shares.py): the log line,
+#: the request log and the span get the prefix alone.
+_SECRET_PATHS = ("/v1/shared/", "/share/")
 
 #: Routes whose first body bytes are the first token.
 _TOKEN_FIRST = frozenset({"chat.completions"})
@@ -150,12 +156,20 @@ def _ms(seconds: float | None) -> float | None:
 _CURRENT: ContextVar[RequestRecord | None] = ContextVar("sluice_request_record", default=None)
 
 
+def loggable(path: str) -> str:
+    """``path`` as it may be recorded: without a share link's token."""
+    for prefix in _SECRET_PATHS:
+        if path.startswith(prefix):
+            return prefix + "[token]"
+    return path
+
+
 def begin(request_id: str, kind: str, method: str, path: str) -> RequestRecord:
     record = RequestRecord(
         request_id,
         method,
         route_of(kind, path),
-        path,
+        loggable(path),
         time.monotonic(),
         time.time(),
     )

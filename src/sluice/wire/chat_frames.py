@@ -1,7 +1,8 @@
 """The chat application protocol: events of one turn -> frames, for SSE and WebSocket.
 
 Frames are JSON objects with a ``type``: ``start`` (ids and model), ``content`` (a text
-delta), ``tool_call``, ``usage``, ``failover``, ``done`` (finish reason, the full text,
+delta), ``reasoning`` (a delta of the model's reasoning, shown apart and not stored),
+``tool_call``, ``usage``, ``failover``, ``done`` (finish reason, the full text,
 time to first token, tokens per second) and ``error`` (error_type, message, code,
 retryable). On SSE each frame is an event named after its type, with the sequence number
 of the event it came from as ``id:`` so a client can resume after it.
@@ -18,6 +19,7 @@ from sluice.events import (
     Event,
     Failover,
     Finish,
+    ReasoningDelta,
     StreamError,
     TextDelta,
     ToolCallDelta,
@@ -72,6 +74,9 @@ class ChatFrames:
                 return None  # the app protocol carries one choice
             self.text.append(event.text)
             return {"type": "content", "content": event.text}
+        if kind is ReasoningDelta:
+            assert isinstance(event, ReasoningDelta)
+            return {"type": "reasoning", "content": event.text} if event.index == 0 else None
         if kind is ToolCallDelta:
             assert isinstance(event, ToolCallDelta)
             return {

@@ -62,6 +62,8 @@ class SimOptions:
     stall_after: int = 0
     #: Groups attempts for ``fail_times`` and the per-key statistics.
     key: str | None = None
+    #: Reasoning before the answer, in tokens (``delta.reasoning_content``; 0: none).
+    reasoning: int = 0
 
     @classmethod
     def parse(
@@ -101,11 +103,19 @@ _NUMBERS = {
     "retry_after",
     "stall_ms",
 }
-_INTEGERS = {"length", "fail_status", "fail_times", "drop_after", "malformed_after", "stall_after"}
+_INTEGERS = {
+    "reasoning",
+    "length",
+    "fail_status",
+    "fail_times",
+    "drop_after",
+    "malformed_after",
+    "stall_after",
+}
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
-    if value is None and key not in ("style", "length", "stall_after"):
+    if value is None and key not in ("style", "length", "stall_after", "reasoning"):
         return None
     if key in _NUMBERS:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -126,7 +136,7 @@ _WAITS_MS = {"ttft_ms": 1.0, "stall_ms": 1.0, "retry_after": 1000.0}
 def _bounded(key: str, value: Any, where: str, limits: SimLimits) -> None:
     if value is None:
         return
-    if key == "length" and value > limits.max_length:
+    if key in ("length", "reasoning") and value > limits.max_length:
         raise RequestError(
             f"'{where}' must be at most {limits.max_length} tokens (max_sim_length)", param=where
         )

@@ -80,6 +80,8 @@ class KeyStats:
     prompts: deque[str] = field(default_factory=_recent)
     #: Each request's message roles, in order (what history the model was sent).
     roles: deque[list[str]] = field(default_factory=_recent)
+    #: Each request's ``temperature`` (None: not sent), so tests see settings arrive.
+    temperatures: deque[float | None] = field(default_factory=_recent)
 
 
 @dataclass
@@ -92,12 +94,16 @@ class SimStats:
     #: Calls of ``/v1/moderations`` (a guardrail asking).
     moderations: int = 0
 
-    def attempt(self, key: str | None, messages: list[dict[str, Any]]) -> int:
+    def attempt(
+        self, key: str | None, messages: list[dict[str, Any]], temperature: Any = None
+    ) -> int:
         self.requests += 1
         stats = self.key(key)
         stats.attempts += 1
         stats.prompts.append(last_user_text(messages)[:KEPT_PROMPT_CHARS])
         stats.roles.append([str(m.get("role"))[:16] for m in messages[-KEPT_PER_KEY:]])
+        number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+        stats.temperatures.append(float(temperature) if number else None)
         return stats.attempts
 
     def key(self, key: str | None) -> KeyStats:
@@ -124,6 +130,7 @@ class SimStats:
                     "disconnected_at": list(s.disconnected_at),
                     "prompts": list(s.prompts),
                     "roles": list(s.roles),
+                    "temperatures": list(s.temperatures),
                 }
                 for key, s in self.by_key.items()
             },

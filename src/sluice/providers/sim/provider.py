@@ -37,7 +37,7 @@ class SimProvider:
         limits = self.limits
         options = self.options.merged(request.body.get("sim"), limits=limits)
         stats = self.stats
-        attempt = stats.attempt(options.key, request.messages)
+        attempt = stats.attempt(options.key, request.messages, request.body.get("temperature"))
         key = stats.key(options.key)
         if options.fail_status and (options.fail_times is None or attempt <= options.fail_times):
             key.failed += 1

@@ -24,11 +24,23 @@ from typing import Any
 
 import orjson
 
-from sluice.events import Event, Finish, ResponseMeta, RoleStart, TextDelta, ToolCallDelta, Usage
+from sluice.events import (
+    Event,
+    Finish,
+    ReasoningDelta,
+    ResponseMeta,
+    RoleStart,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from sluice.providers.sim.options import DEFAULT_MAX_LENGTH, SimOptions
+from sluice.providers.sim.reasoning import think
+from sluice.providers.sim.received import received
 from sluice.providers.sim.response_format import StructuredOutput, structured_output
 from sluice.providers.sim.response_format import answer as structured_answer
-from sluice.providers.sim.text import compose, count_tokens, tokenize
+from sluice.providers.sim.text import compose, count_tokens, is_japanese, tokenize
+from sluice.wire.inlined import without_files
 
 # Per-message framing tokens, as OpenAI counts them for chat models.
 _MESSAGE_OVERHEAD = 4
@@ -150,7 +162,10 @@ def build_script(
         steps.append([pieces[position] for pieces, _ in choices if position < len(pieces)])
     completion = sum(len(pieces) for pieces, _ in choices)
     prompt = prompt_tokens(messages)
-    usage = Usage(prompt, completion, prompt + completion)
+    thought = sum(isinstance(p, ReasoningDelta) for pieces, _ in choices for p in pieces)
+    # Reasoning is part of the completion, and reported apart as OpenAI reports it.
+    details = {"completion_tokens_details": {"reasoning_tokens": thought}} if thought else {}
+    usage = Usage(prompt, completion, prompt + completion, details)
     steps.append([*(Finish(reason, index) for index, (_, reason) in enumerate(choices)), usage])
     return Script(steps, longest, usage)
 
@@ -174,10 +189,19 @@ def _choice(
     drawn: bool,
 ) -> tuple[list[Event], str]:
     prompt = last_user_text(messages)
+    choice_seed = None if seed is None and index == 0 else (seed or 0) + index
+    limit = budget if max_tokens is None else min(budget, max_tokens)
+    thoughts: list[Event] = []
+    if options.reasoning:
+        # The reasoning comes out of the same token limit as the answer, as a model's does.
+        text = think(prompt, seed=choice_seed, length=min(options.reasoning, limit))
+        thoughts = [ReasoningDelta(token, index) for token in _tokenize(text, drawn=drawn)]
+        limit -= len(thoughts)
+        if limit <= 0:
+            return thoughts, "length"
     call = _tool_to_call(body, messages, prompt)
     if call is not None:
-        return _tool_call_events(call, prompt, index, budget), "tool_calls"
-    choice_seed = None if seed is None and index == 0 else (seed or 0) + index
+        return [*thoughts, *_tool_call_events(call, prompt, index, budget)], "tool_calls"
     if output is not None:
         # Structured output wins over the style: JSON that fits, whatever was asked.
         text = structured_answer(output, prompt, choice_seed)
@@ -186,14 +210,13 @@ def _choice(
     elif messages and messages[-1].get("role") == "tool":
         text = "Here is what the tool returned: " + message_text(messages[-1])
     else:
-        text = _compose(prompt, choice_seed, options.style, options.length, drawn=drawn)
+        text = _answer(messages, prompt, choice_seed, options, drawn)
     reason = "stop"
     for marker in stops:
         cut = text.find(marker) if marker else -1
         if cut >= 0:
             text = text[:cut]
     # An echo of a megabyte prompt is cut to the budget before it is tokenized.
-    limit = budget if max_tokens is None else min(budget, max_tokens)
     cut_short = len(text) > limit * _CHARS_PER_TOKEN
     if cut_short:
         text = text[: limit * _CHARS_PER_TOKEN]
@@ -201,7 +224,23 @@ def _choice(
     if len(tokens) > limit or cut_short:
         tokens = tokens[:limit]
         reason = "length"
-    return [TextDelta(token, index) for token in tokens], reason
+    return [*thoughts, *(TextDelta(token, index) for token in tokens)], reason
+
+
+def _answer(
+    messages: list[dict[str, Any]],
+    prompt: str,
+    seed: int | None,
+    options: SimOptions,
+    drawn: bool,
+) -> str:
+    """The composed answer; a question that came with files starts by saying what came
+    (about the question's own words, not the files')."""
+    asked = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    typed = without_files(prompt)
+    got = received(asked, japanese=is_japanese(typed)) if asked is not None else ""
+    text = _compose(typed if got else prompt, seed, options.style, options.length, drawn=drawn)
+    return f"{got}\n\n{text}" if got else text
 
 
 def _tool_to_call(

@@ -151,6 +151,13 @@ def _topics(prompt: str, japanese: bool) -> list[str]:
     return unique[:_MAX_TOPICS]
 
 
+def subject(prompt: str) -> str | None:
+    """The prompt's main subject phrase, as an answer would name it (None: none found)."""
+    topics = _topics(prompt[:_TOPIC_SCAN], is_japanese(prompt))
+    # "Show me a table of X": the subject is X, not the table.
+    return next((t for t in topics if not _TABLE_ASK.fullmatch(t)), None)
+
+
 def _identifier(topic: str) -> str:
     words = re.findall(r"[a-z0-9]+", topic.lower())[:3]
     name = "_".join(words)[:30].strip("_")

@@ -2,6 +2,7 @@
 // then finished with the gateway's figures and its outcome — stopped, interrupted, cut
 // off, failed (with Retry, counting down to Retry-After) — and the model that wrote it.
 
+import { t } from "./i18n.js";
 import { icon, iconButton } from "./icons.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { MessageView, el } from "./message.js";
@@ -10,6 +11,7 @@ import { finalMetrics, liveMetrics, storedRate } from "./metrics.js";
 const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]/;
 const KANA = /[\u3040-\u30ff]/;
 const HANGUL = /[\uac00-\ud7af]/;
+const HAN_ONLY = 40; // characters of Han text with no kana: Chinese, not Japanese
 
 export class AnswerView extends MessageView {
   constructor(transcript) {
@@ -31,15 +33,15 @@ export class AnswerView extends MessageView {
     this.foot.insertBefore(this.badge, this.actions);
     this.foot.insertBefore(this.metrics, this.badge);
     this.foot.insertBefore(this.modelName, this.metrics);
-    this.copyButton = iconButton("copy", "Copy answer", "copy");
+    this.copyButton = iconButton("copy", t("answer.copy"), "copy");
     this.copyButton.addEventListener("click", () =>
       this.transcript.hooks.copy(this.text, this.copyButton));
-    this.regenerateButton = iconButton("regenerate", "Regenerate answer", "regenerate");
+    this.regenerateButton = iconButton("regenerate", t("answer.regenerate"), "regenerate");
     this.regenerateButton.addEventListener("click", () => this.transcript.hooks.regenerate(this));
     // Carries on an answer that was stopped, interrupted or cut off, in place.
-    this.continueButton = el("button", "continue", "Continue");
+    this.continueButton = el("button", "continue", t("answer.continue"));
     this.continueButton.type = "button";
-    this.continueButton.title = "Continue generating this answer";
+    this.continueButton.title = t("answer.continueTitle");
     this.continueButton.hidden = true;
     this.continueButton.addEventListener("click", () => this.transcript.hooks.continue(this));
     this.actions.append(this.continueButton, this.copyButton, this.regenerateButton);
@@ -72,10 +74,8 @@ export class AnswerView extends MessageView {
     this.modelName.hidden = !model;
     if (!model) return;
     const simulated = this.transcript.hooks.simulated?.(model);
-    this.modelName.textContent = simulated ? `${model} · simulated` : model;
-    this.modelName.title = simulated
-      ? "Written by sluice's built-in simulated model, not a language model"
-      : "The model that wrote this answer";
+    this.modelName.textContent = simulated ? t("answer.simulatedModel", { model }) : model;
+    this.modelName.title = t(simulated ? "answer.simulatedTitle" : "answer.modelTitle");
     this.modelName.classList.toggle("simulated", Boolean(simulated));
   }
 
@@ -96,14 +96,14 @@ export class AnswerView extends MessageView {
     if (kind === "error") box.appendChild(icon("alert"));
     box.appendChild(el("span", "status-text", text));
     if (retry) {
-      const button = el("button", "retry", "Retry");
+      const button = el("button", "retry", t("answer.retry"));
       button.type = "button";
       button.addEventListener("click", () => this.transcript.hooks.retry(this));
       box.appendChild(button);
       if (typeof retry === "number") this.countDown(button, retry);
     }
     if (this.unsent) {
-      const button = el("button", "edit-unsent", "Edit");
+      const button = el("button", "edit-unsent", t("answer.edit"));
       button.type = "button";
       button.addEventListener("click", () => this.transcript.hooks.editUnsent(this));
       box.appendChild(button);
@@ -115,7 +115,7 @@ export class AnswerView extends MessageView {
     const tick = () => {
       const left = Math.ceil((at - Date.now()) / 1000);
       button.disabled = left > 0;
-      button.textContent = left > 0 ? `Retry in ${left} s` : "Retry";
+      button.textContent = left > 0 ? t("answer.retryIn", { seconds: left }) : t("answer.retry");
       if (left <= 0) clearInterval(this.countdown);
     };
     tick();
@@ -147,7 +147,7 @@ export class AnswerView extends MessageView {
     this.setBusy(true);
     this.continueButton.hidden = true;
     this.setBadge(null);
-    this.showStatus("thinking", "Thinking");
+    this.showStatus("thinking", t("answer.thinking"));
     this.setMetrics([], true);
   }
 
@@ -178,15 +178,21 @@ export class AnswerView extends MessageView {
   /**
    * Tag an answer in Chinese, Japanese or Korean with its language, so the page draws it
    * as such (its emphasis bold, not slanted: app.css). Kana is Japanese, Hangul Korean,
-   * other Han Chinese; decided once, from the first text that shows any of them.
+   * other Han Chinese; decided once. Japanese often opens with kanji alone ("焦らず…"
+   * arrives as "焦"), so Han without kana is called Chinese only after a sentence's worth
+   * of text (HAN_ONLY characters) or at the end (`final`).
    */
-  markScript(text) {
+  markScript(text, final = false) {
     if (this.body.lang) return;
     // Only the text not looked at yet: a long answer is not scanned again every frame.
     const fresh = text.length >= (this.scanned || 0) ? text.slice(this.scanned || 0) : text;
     this.scanned = text.length;
-    if (!CJK.test(fresh)) return;
-    this.body.lang = KANA.test(text) ? "ja" : HANGUL.test(text) ? "ko" : "zh";
+    if (this.cjkFrom === undefined && !CJK.test(fresh)) return;
+    this.cjkFrom ??= text.length - fresh.length + fresh.search(CJK);
+    const since = text.slice(this.cjkFrom);
+    if (KANA.test(since)) this.body.lang = "ja";
+    else if (HANGUL.test(since)) this.body.lang = "ko";
+    else if (final || since.length >= HAN_ONLY) this.body.lang = "zh";
   }
 
   live(figures) {
@@ -194,12 +200,12 @@ export class AnswerView extends MessageView {
   }
 
   stopping() {
-    if (this.busy) this.setBadge("stopping", "Stopping…");
+    if (this.busy) this.setBadge("stopping", t("answer.stopping"));
   }
 
   reconnecting(on) {
     if (!this.busy) return;
-    if (on) this.setBadge("reconnecting", "Reconnecting…");
+    if (on) this.setBadge("reconnecting", t("answer.reconnecting"));
     else if (this.badge.classList.contains("reconnecting")) this.setBadge(null);
   }
 
@@ -209,7 +215,7 @@ export class AnswerView extends MessageView {
     if (!item) {
       item = el("div", "tool-call");
       item.dataset.call = String(frame.index);
-      item.append(el("span", "tool-name", `Tool call: ${frame.name || "?"}`), el("code", "tool-args"));
+      item.append(el("span", "tool-name", t("answer.toolCall", { name: frame.name || "?" })), el("code", "tool-args"));
       this.extra.appendChild(item);
     }
     item.querySelector(".tool-args").textContent += frame.arguments || "";
@@ -222,7 +228,7 @@ export class AnswerView extends MessageView {
 
   finish({ text, reason, ttftMs, tokensPerSecond, usage }) {
     this.text = text;
-    this.markScript(text);
+    this.markScript(text, true);
     this.markdown.finish(text);
     this.setBusy(false);
     this.showStatus(null);
@@ -234,17 +240,15 @@ export class AnswerView extends MessageView {
     this.continueButton.hidden = !(text && ["interrupted", "incomplete", "length"].includes(reason));
     if (reason === "interrupted") {
       // Cut short by the server (a crash, a restart), not by the reader: offer it again.
-      this.setBadge("interrupted", "Interrupted");
-      this.showStatus("note", text
-        ? "Interrupted: the server stopped before the answer was finished."
-        : "Interrupted: the server stopped before the answer began.", true);
+      this.setBadge("interrupted", t("answer.interrupted"));
+      this.showStatus("note", t(text ? "answer.interruptedText" : "answer.interruptedEmpty"), true);
     } else if (reason === "incomplete") {
-      this.setBadge("stopped", "Stopped");
-      if (!text) this.showStatus("note", "Stopped before the answer began.");
+      this.setBadge("stopped", t("answer.stopped"));
+      if (!text) this.showStatus("note", t("answer.stoppedEmpty"));
     } else if (reason === "length") {
-      this.setBadge("length", "Cut off at the token limit");
+      this.setBadge("length", t("answer.length"));
     } else if (reason === "content_filter") {
-      this.setBadge("length", "Stopped by the content filter");
+      this.setBadge("length", t("answer.filtered"));
     } else {
       this.setBadge(null);
     }
@@ -258,12 +262,12 @@ export class AnswerView extends MessageView {
     this.setBusy(false);
     // Nothing to copy or regenerate for a question never sent: its card has Retry, Edit.
     if (this.unsent) this.actions.hidden = true;
-    this.setBadge("failed", "Failed");
+    this.setBadge("failed", t("answer.failed"));
     const detail = error.status ? ` (HTTP ${error.status})` : "";
     // A request refused as it was (400, 413…) would be refused again: edit it instead.
     const refused = error.resend && error.status >= 400 && error.status < 500 && !error.retryable;
     const retry = refused ? false : error.retryAt && error.retryAt > Date.now() ? error.retryAt : true;
-    this.showStatus("error", `${error.message || "The answer failed."}${detail}`, retry);
+    this.showStatus("error", `${error.message || t("answer.failedText")}${detail}`, retry);
     if (!this.metrics.childElementCount || this.metrics.classList.contains("live")) {
       this.setMetrics([], false);
     }
@@ -281,7 +285,7 @@ export class AnswerView extends MessageView {
     if (interrupted && this.text.length > text.length && this.text.startsWith(text)) {
       text = this.text;
     }
-    this.markScript(text);
+    this.markScript(text, true);
     if (text !== this.text || !this.markdown.finished) {
       this.text = text;
       this.markdown.finish(text);
@@ -293,8 +297,8 @@ export class AnswerView extends MessageView {
       usage: message.usage,
     }), false);
     if (message.status === "failed") {
-      this.setBadge("failed", "Failed");
-      this.showStatus("error", message.error || "The answer failed.", true);
+      this.setBadge("failed", t("answer.failed"));
+      this.showStatus("error", message.error || t("answer.failedText"), true);
     } else {
       this.showStatus(null);
       this.setOutcome(message.finish_reason || (message.status === "incomplete" ? "incomplete" : null), text);

@@ -147,6 +147,11 @@ export const api = {
   updateConversation: (id, changes) =>
     json("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, changes),
   deleteConversation: (id) => json("DELETE", `/v1/conversations/${encodeURIComponent(id)}`),
+  /** Read-only share links: {id, url, token, ...} (the token only here), list, revoke. */
+  createShare: (id) => json("POST", `/v1/conversations/${encodeURIComponent(id)}/shares`),
+  shares: (id) => json("GET", `/v1/conversations/${encodeURIComponent(id)}/shares`),
+  revokeShare: (id, shareId) => json("DELETE",
+    `/v1/conversations/${encodeURIComponent(id)}/shares/${encodeURIComponent(shareId)}`),
   /** POST /chat: a turn's SSE response (HTTP errors before the stream throw ApiError). */
   chat: (body, signal) => stream("POST", "/chat", { body, signal }),
   /** The rest of a stream after event `after`: start, the missed events, done. */

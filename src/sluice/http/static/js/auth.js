@@ -3,6 +3,7 @@
 // asks again only if the session ends. The key itself is not kept anywhere.
 
 import { ApiError, NetworkError, api, onUnauthorized, setCsrf } from "./api.js";
+import { t } from "./i18n.js";
 
 export class Auth {
   constructor(dialog, signOutButton) {
@@ -70,8 +71,8 @@ export class Auth {
       this.dialog.close("ok");
     } catch (error) {
       this.showError(
-        error instanceof NetworkError ? "The server cannot be reached."
-          : error.status === 401 ? "That key was not accepted." : error.message,
+        error instanceof NetworkError ? t("auth.unreachable")
+          : error.status === 401 ? t("auth.refused") : error.message,
       );
       this.input.select();
     } finally {

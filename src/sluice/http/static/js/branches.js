@@ -5,6 +5,7 @@
 
 import { announce } from "./announce.js";
 import { NetworkError, api } from "./api.js";
+import { t } from "./i18n.js";
 
 export class Branches {
   constructor(conversationId) {
@@ -63,12 +64,12 @@ export async function switchVersion(app, view, delta) {
     const conversation = await api.conversation(app.conversation.id);
     app.show(conversation);
     app.transcript.sync(conversation.messages);
-    announce(`Version ${index + delta + 1} of ${ids.length}`);
+    announce(t("msg.version", { index: index + delta + 1, count: ids.length }));
     const again = app.transcript.views.find((v) => v.id === target);
     again?.versionsBox.querySelector(delta < 0 ? ".version-prev" : ".version-next")?.focus();
     app.resumeIfStreaming(conversation.messages);
   } catch (error) {
     if (error instanceof NetworkError) app.connection.lost();
-    else announce(`Could not switch version: ${error.message}`);
+    else announce(t("msg.versionFailed", { error: error.message }));
   }
 }

@@ -2,6 +2,7 @@
 // HTTP, an unfocused document), and a short "Copied" on the button that did it.
 
 import { announce } from "./announce.js";
+import { t } from "./i18n.js";
 
 export async function copyText(text, button) {
   let ok = true;
@@ -16,13 +17,13 @@ export async function copyText(text, button) {
     ok = document.execCommand("copy");
     area.remove();
   }
-  announce(ok ? "Copied" : "Could not copy");
+  announce(t(ok ? "copy.done" : "copy.failed"));
   if (button) {
     button.classList.add("copied");
-    if (button.classList.contains("copy-code")) button.textContent = ok ? "Copied" : "Failed";
+    if (button.classList.contains("copy-code")) button.textContent = t(ok ? "copy.buttonDone" : "copy.buttonFailed");
     setTimeout(() => {
       button.classList.remove("copied");
-      if (button.classList.contains("copy-code")) button.textContent = "Copy";
+      if (button.classList.contains("copy-code")) button.textContent = t("copy.button");
     }, 1500);
   }
 }

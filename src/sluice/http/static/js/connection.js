@@ -2,6 +2,7 @@
 // polled with backoff, and everyone waiting is told when the server is back.
 
 import { api } from "./api.js";
+import { t } from "./i18n.js";
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -24,7 +25,7 @@ export class Connection extends EventTarget {
     const back = new Promise((resolve) => this.waiters.push(resolve));
     if (!this.down) {
       this.down = true;
-      this.show("down", "Cannot reach the server. Retrying…");
+      this.show("down", t("banner.down"));
       this.dispatchEvent(new Event("down"));
       this.poll();
     }
@@ -40,7 +41,7 @@ export class Connection extends EventTarget {
       delay = Math.min(delay * 2, 5000);
     }
     this.down = false;
-    this.show("up", "Connected again.");
+    this.show("up", t("banner.up"));
     this.hideTimer = setTimeout(() => (this.banner.hidden = true), 3000);
     const waiters = this.waiters;
     this.waiters = [];

@@ -1,6 +1,9 @@
 // Export a conversation as a file: Markdown to read, JSON to keep (the API's own shape,
 // GET /v1/conversations/{id}). The formats are `sluice history export`'s, so a file
-// saved from the page and one saved from the terminal are the same.
+// saved from the page and one saved from the terminal are the same (English headings,
+// whatever the page's language).
+
+import { t } from "./i18n.js";
 
 function iso(seconds) {
   return new Date(seconds * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
@@ -111,9 +114,9 @@ export class ExportMenu {
     try {
       const conversation = await this.hooks.load(id);
       download(fileName(conversation, spec.extension), spec.render(conversation), spec.type);
-      this.hooks.said(`Exported as ${format === "json" ? "JSON" : "Markdown"}`);
+      this.hooks.said(t("export.done", { format: format === "json" ? "JSON" : "Markdown" }));
     } catch (error) {
-      this.hooks.said(`Not exported: ${error.message}`);
+      this.hooks.said(t("export.failed", { error: error.message }));
     }
   }
 }

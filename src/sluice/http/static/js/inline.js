@@ -3,6 +3,8 @@
 // the only attributes set are checked link addresses and plain-text titles.
 // https://spec.commonmark.org/0.31.2/#inlines, simplified for chat output.
 
+import { t } from "./i18n.js";
+
 const PUNCT = /[!-/:-@[-`{-~]/;
 const SPECIAL = /[\\`![<*_~\n]|https?:\/\/|[\u202a-\u202e\u2066-\u2069]/g;
 const ENTITY = /&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});/g;
@@ -214,7 +216,7 @@ export function appendText(parent, text) {
       const mark = document.createElement("span");
       mark.className = "ctrl";
       mark.textContent = `U+${part.codePointAt(0).toString(16).toUpperCase()}`;
-      mark.title = "An invisible text-direction control character";
+      mark.title = t("inline.bidi");
       parent.appendChild(mark);
     } else {
       parent.appendChild(document.createTextNode(part));
@@ -382,7 +384,7 @@ function link(src, i, out, open, depth, image) {
     } else {
       const span = out.node(document.createElement("span"));
       span.className = "link-blocked";
-      span.title = "Image removed: not an http(s) address";
+      span.title = t("inline.image");
       span.textContent = `🖼 ${alt}`;
     }
     return parsed.end;
@@ -394,7 +396,7 @@ function link(src, i, out, open, depth, image) {
   } else {
     const span = out.node(document.createElement("span"));
     span.className = "link-blocked";
-    span.title = "Link removed: only http, https and mailto addresses are followed";
+    span.title = t("inline.link");
     renderInline(label, span, false, depth + 1);
   }
   return parsed.end;

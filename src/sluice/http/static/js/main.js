@@ -1,19 +1,25 @@
 // The chat page: wires the parts together and owns the flows — send, stop, regenerate,
-// edit, continue, versions, open/resume a conversation, shortcuts. Managing conversations
-// (settings, rename, delete) is manage.js's; versions, branches.js's; export, export.js's.
+// open/resume a conversation, shortcuts; regenerate, edit, continue and retry are
+// rework.js's. Managing conversations
+// (settings, rename, delete) is manage.js's; versions, branches.js's; export, export.js's;
+// share links, share.js's.
 
 import { announce, setRegion } from "./announce.js";
 import { ApiError, NetworkError, api } from "./api.js";
+import { Attachments, showFiles } from "./attachments.js";
 import { Auth } from "./auth.js";
-import { leaveBranch, switchVersion } from "./branches.js";
+import { switchVersion } from "./branches.js";
 import { copyText } from "./clipboard.js";
 import { Composer } from "./composer.js";
 import { Connection } from "./connection.js";
 import { ExportMenu } from "./export.js";
 import { Follower } from "./follow.js";
+import { t, translate } from "./i18n.js";
 import { Layout } from "./layout.js";
-import { changeSettings, removeConversation, rename } from "./manage.js";
+import { continueAnswer, edit, regenerate, retry } from "./rework.js";
+import { changeSettings, pin, removeConversation, rename } from "./manage.js";
 import { Settings } from "./settings.js";
+import { ShareDialog } from "./share.js";
 import { bindPageShortcuts, fillHelp } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { ThemeToggle } from "./theme.js";
@@ -30,6 +36,7 @@ class App {
     this.turn = null;
     this.loading = 0;
     this.endedStreams = new Set(); // streams this page followed to their end
+    translate(); // index.html's words, in the page's language
     setRegion($("#status"));
     this.auth = new Auth($("#key-dialog"), $("#sign-out"));
     this.connection = new Connection($("#banner"));
@@ -46,6 +53,7 @@ class App {
       copy: copyText,
     });
     this.unsent = new UnsentQuestions(this.transcript, (text) => this.bodyFor(text));
+    this.attachments = new Attachments($("#composer"), announce);
     this.composer = new Composer($("#composer"), {
       send: (text) => this.send(text),
       stop: () => this.stop(),
@@ -70,6 +78,7 @@ class App {
       },
       rename: (id, title) => rename(this, id, title),
       remove: (conversation) => removeConversation(this, conversation),
+      pin: (conversation, on) => pin(this, conversation, on),
     });
     this.settings = new Settings($("#model"), $("#settings-dialog"), {
       change: (fields) => changeSettings(this, fields),
@@ -77,6 +86,15 @@ class App {
     this.exportMenu = new ExportMenu($("#export-button"), $("#export-menu"), {
       current: () => this.conversation?.id ?? null,
       load: (id) => api.conversation(id),
+      said: announce,
+    });
+    // Opened from the header's button, or (on a phone, where the header has no room for
+    // it) from the conversation's menu.
+    const shareOpeners = [$("#share-button"), $("#export-menu .menu-share")];
+    this.shareDialog = new ShareDialog($("#share-dialog"), shareOpeners, {
+      current: () => this.conversation?.id ?? null,
+      before: () => this.exportMenu.toggle(false),
+      copy: copyText,
       said: announce,
     });
     this.theme = new ThemeToggle($("#theme-button"), announce);
@@ -87,6 +105,19 @@ class App {
     $("#help-button").addEventListener("click", () => $("#help-dialog").showModal());
     bindPageShortcuts(this);
     window.addEventListener("hashchange", () => this.route());
+    window.addEventListener("sluice:language", () => this.relabel());
+  }
+
+  /** The interface language changed (index.html's words already are): redraw the rest. */
+  relabel() {
+    this.theme.set(this.theme.theme, false);
+    this.settings.relabel();
+    fillHelp($("#help-table tbody"));
+    this.setTitle(this.conversation?.title);
+    this.sidebar.refresh();
+    // The messages' buttons and labels: drawn again from the server's copy, unless an
+    // answer is streaming into them now (its own words change with the next one).
+    if (this.conversation && !this.turn) this.open(this.conversation.id);
   }
 
   async start() {
@@ -126,8 +157,9 @@ class App {
   }
 
   setTitle(title) {
-    $("#chat-title").textContent = title || "New chat";
+    $("#chat-title").textContent = title || t("app.newChat");
     $("#export-button").hidden = !this.conversation;
+    $("#share-button").hidden = !this.conversation;
     document.title = title ? `${title} · sluice` : "sluice";
   }
 
@@ -159,7 +191,7 @@ class App {
           continue;
         }
         announce(error instanceof ApiError && error.status === 404
-          ? "That conversation no longer exists." : `Could not open it: ${error.message}`);
+          ? t("open.gone") : t("open.failed", { error: error.message }));
         this.newChat();
         return;
       }
@@ -236,11 +268,11 @@ class App {
 
   turnState(state, turn) {
     const said = {
-      thinking: "Generating",
-      streaming: turn.announced ? null : "Generating",
-      done: "Done",
-      stopped: "Stopped",
-      failed: `Failed: ${turn.error?.message || "the answer failed"}`,
+      thinking: t("state.generating"),
+      streaming: turn.announced ? null : t("state.generating"),
+      done: t("state.done"),
+      stopped: t("state.stopped"),
+      failed: t("state.failed", { error: turn.error?.message || t("answer.failedText") }),
     }[state];
     if (state === "thinking" || state === "streaming") turn.announced = true;
     if (said) announce(said);
@@ -298,10 +330,15 @@ class App {
   send(text) {
     if (this.turn) return false;
     const body = this.bodyFor(text);
+    const files = this.attachments.take();
+    if (files.length) {
+      body.attachments = files.map(({ name, media_type, data }) => ({ name, media_type, data }));
+    }
     // A question still waiting to be sent gives way to this one (one kept per conversation).
     this.unsent.clear(this.conversation?.id || null);
     const question = this.transcript.question(text);
     question.after = this.transcript.views.at(-2)?.id ?? null;
+    showFiles(question, files);
     this.sendTurn(body);
     return true;
   }
@@ -317,60 +354,20 @@ class App {
     this.turn?.stop();
   }
 
-  /** Answer the last question again; `view` is the answer it replaces (or none yet). */
   regenerate(view) {
-    if (this.turn || !this.conversation) return;
-    const views = this.transcript.views;
-    const index = view ? views.indexOf(view) : views.length;
-    leaveBranch(this, index);
-    this.transcript.truncate(index);
-    this.sendTurn({ conversation_id: this.conversation.id, regenerate: true });
+    regenerate(this, view);
   }
 
   edit(view, content) {
-    if (this.turn) return;
-    if (view.unsent) {
-      // Not sent yet: the edited words are sent as a new question.
-      this.transcript.truncate(this.transcript.views.indexOf(view));
-      this.send(content);
-      return;
-    }
-    if (!this.conversation || !view.id) return;
-    const index = this.transcript.views.indexOf(view);
-    leaveBranch(this, index);
-    this.transcript.truncate(index);
-    this.transcript.question(content);
-    this.sendTurn({ conversation_id: this.conversation.id, edit: { message_id: view.id, content } });
+    edit(this, view, content);
   }
 
-  /** Carry on an answer that was stopped, interrupted or cut off: the same message grows. */
   continueAnswer(view) {
-    if (this.turn || !this.conversation || !view.id) return;
-    const body = { conversation_id: this.conversation.id, continue_id: view.id };
-    view.retryBody = body;
-    // The server carries on from the stored text (after a crash, up to a second less
-    // than this page had shown): that is the text that grows.
-    const stored = view.message && view.message.status !== "streaming" ? view.message.content : null;
-    this.run(view, (turn) => turn.send(body, stored || view.text));
+    continueAnswer(this, view);
   }
 
   retry(view) {
-    if (this.turn) return;
-    // A Continue that never reached the server is sent again; one that failed on the way
-    // is answered again, like any failed answer.
-    if (view.retryBody?.continue_id && view.unsentTurn) {
-      this.continueAnswer(view);
-      return;
-    }
-    const index = this.transcript.views.indexOf(view);
-    if (view.id || !view.retryBody) {
-      this.regenerate(view);
-      return;
-    }
-    // Nothing was stored (the request itself failed): send the same turn again.
-    if (view.unsent) this.unsent.release(view);
-    this.transcript.truncate(index);
-    this.sendTurn(view.retryBody);
+    retry(this, view);
   }
 }
 

@@ -5,6 +5,7 @@
 import { announce } from "./announce.js";
 import { NetworkError, api } from "./api.js";
 import { Branches } from "./branches.js";
+import { t } from "./i18n.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -17,9 +18,9 @@ export async function changeSettings(app, fields) {
     const updated = await api.updateConversation(app.conversation.id, fields);
     app.conversation = { ...app.conversation, ...updated };
     app.settings.show(app.conversation);
-    announce("Settings saved");
+    announce(t("settings.saved"));
   } catch (error) {
-    announce(`Settings not saved: ${error.message}`);
+    announce(t("settings.notSaved", { error: error.message }));
     if (error instanceof NetworkError) app.connection.lost();
   }
 }
@@ -31,27 +32,39 @@ export async function rename(app, id, title) {
       app.conversation.title = title;
       app.setTitle(title);
     }
-    announce("Renamed");
+    announce(t("manage.renamed"));
   } catch (error) {
-    announce(`Not renamed: ${error.message}`);
+    announce(t("manage.notRenamed", { error: error.message }));
   }
   app.sidebar.refresh();
+}
+
+/** Pin a conversation to the top of the list (`on`), or unpin it. */
+export async function pin(app, conversation, on) {
+  try {
+    await api.updateConversation(conversation.id, { pinned: on });
+    announce(t(on ? "sidebar.pinned" : "sidebar.unpinned"));
+  } catch (error) {
+    announce(t("sidebar.notPinned", { error: error.message }));
+    if (error instanceof NetworkError) app.connection.lost();
+  }
+  await app.sidebar.refresh();
 }
 
 export function removeConversation(app, conversation) {
   const dialog = $("#confirm-dialog");
   dialog.querySelector(".confirm-text").textContent =
-    `Delete “${conversation.title || "New chat"}”? This cannot be undone.`;
+    t("confirm.text", { title: conversation.title || t("app.newChat") });
   dialog.returnValue = "";
   dialog.onclose = async () => {
     if (dialog.returnValue !== "delete") return;
     try {
       await api.deleteConversation(conversation.id);
       new Branches(conversation.id).forget();
-      announce("Conversation deleted");
+      announce(t("manage.deleted"));
       if (app.conversation?.id === conversation.id) app.newChat();
     } catch (error) {
-      announce(`Not deleted: ${error.message}`);
+      announce(t("manage.notDeleted", { error: error.message }));
     }
     app.sidebar.refresh();
   };

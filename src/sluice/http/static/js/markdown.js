@@ -5,6 +5,7 @@
 
 import { FENCE_OPEN, LIST_ITEM, QUOTE, TABLE_SEP, scanBlocks } from "./blocks.js";
 import { highlight } from "./highlight.js";
+import { t } from "./i18n.js";
 import { renderInline } from "./inline.js";
 
 const MAX_DEPTH = 8;
@@ -88,8 +89,8 @@ function renderFence(block, open) {
     highlight(code, body, block.info);
     const copy = el("button", "copy-code");
     copy.type = "button";
-    copy.textContent = "Copy";
-    copy.setAttribute("aria-label", `Copy ${block.info || "code"}`);
+    copy.textContent = t("copy.button");
+    copy.setAttribute("aria-label", t("copy.code", { lang: block.info || t("copy.codeDefault") }));
     head.appendChild(copy);
   }
   return wrap;

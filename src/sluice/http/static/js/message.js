@@ -1,14 +1,25 @@
 // One message as shown: the parts every message has (its id, its versions "‹ 2 / 3 ›",
 // its foot of actions) and a question's own — its bubble, editing and resending it, and
-// the mark of a question that was never sent.
+// the mark of a question that was never sent. A long question (a paste) is shown
+// collapsed, with "Show more".
 
+import { showFiles } from "./attachments.js";
+import { t } from "./i18n.js";
 import { iconButton } from "./icons.js";
+import { el } from "./dom.js";
 
-export function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
+// Longer than this is shown collapsed: a paste, not something typed.
+const LONG_LINES = 20;
+const LONG_CHARS = 1500;
+let bubbles = 0;
+
+export function isLong(text) {
+  if (text.length > LONG_CHARS) return true;
+  let lines = 1;
+  for (let at = text.indexOf("\n"); at !== -1; at = text.indexOf("\n", at + 1)) {
+    if (++lines > LONG_LINES) return true;
+  }
+  return false;
 }
 
 export class MessageView {
@@ -18,7 +29,7 @@ export class MessageView {
     this.id = null;
     this.message = null;
     this.el = el("article", `msg ${role}`);
-    this.heading = el("h3", "sr-only", role === "user" ? "You said:" : "The assistant said:");
+    this.heading = el("h3", "sr-only", t(role === "user" ? "msg.youSaid" : "msg.assistantSaid"));
     this.body = el("div", "msg-body");
     this.foot = el("div", "msg-foot");
     this.versionsBox = el("span", "versions");
@@ -37,12 +48,12 @@ export class MessageView {
       return;
     }
     box.hidden = false;
-    const prev = iconButton("prev", "Previous version", "version-prev");
-    const next = iconButton("next", "Next version", "version-next");
+    const prev = iconButton("prev", t("msg.prevVersion"), "version-prev");
+    const next = iconButton("next", t("msg.nextVersion"), "version-next");
     prev.disabled = versions.index === 0;
     next.disabled = versions.index >= versions.count - 1;
     const label = el("span", "version-label", `${versions.index + 1} / ${versions.count}`);
-    label.setAttribute("aria-label", `Version ${versions.index + 1} of ${versions.count}`);
+    label.setAttribute("aria-label", t("msg.version", { index: versions.index + 1, count: versions.count }));
     prev.addEventListener("click", () => this.transcript.hooks.version(this, -1));
     next.addEventListener("click", () => this.transcript.hooks.version(this, 1));
     box.append(prev, label, next);
@@ -61,20 +72,44 @@ export class QuestionView extends MessageView {
     super(transcript, "user");
     this.text = text;
     this.body.classList.add("bubble");
+    this.body.id = `question-${++bubbles}`;
     this.body.textContent = text;
-    const edit = iconButton("edit", "Edit and resend", "edit");
+    this.fold = el("button", "fold");
+    this.fold.type = "button";
+    this.fold.setAttribute("aria-controls", this.body.id);
+    this.fold.addEventListener("click", () => this.setCollapsed(!this.collapsed));
+    this.el.insertBefore(this.fold, this.foot);
+    this.fitLength();
+    const edit = iconButton("edit", t("msg.editResend"), "edit");
     edit.addEventListener("click", () => this.startEdit());
-    const copy = iconButton("copy", "Copy message", "copy");
+    const copy = iconButton("copy", t("msg.copyMessage"), "copy");
     copy.addEventListener("click", () => this.transcript.hooks.copy(this.text, copy));
     this.actions.append(copy, edit);
   }
 
   setMessage(message) {
     super.setMessage(message);
+    showFiles(this, message.attachments);
     if (message.content !== this.text) {
       this.text = message.content;
       this.body.textContent = message.content;
+      this.fitLength();
     }
+  }
+
+  /** A long question starts collapsed; a short one has no "Show more". */
+  fitLength() {
+    const long = isLong(this.text);
+    this.fold.hidden = !long;
+    this.body.classList.toggle("foldable", long);
+    this.setCollapsed(long);
+  }
+
+  setCollapsed(on) {
+    this.collapsed = on;
+    this.body.classList.toggle("collapsed", on);
+    this.fold.setAttribute("aria-expanded", String(!on));
+    this.fold.textContent = t(on ? "msg.showMore" : "msg.showLess");
   }
 
   /** Not sent (offline, refused): marked, and editable although it has no id. */
@@ -82,7 +117,7 @@ export class QuestionView extends MessageView {
     this.unsent = on;
     this.el.classList.toggle("unsent", on);
     if (on && !this.unsentLabel) {
-      this.unsentLabel = el("span", "unsent-label", "Not sent");
+      this.unsentLabel = el("span", "unsent-label", t("msg.notSent"));
       this.foot.insertBefore(this.unsentLabel, this.actions);
     }
     if (this.unsentLabel) this.unsentLabel.hidden = !on;
@@ -95,10 +130,10 @@ export class QuestionView extends MessageView {
     const area = el("textarea", "edit-input");
     area.value = this.text;
     area.rows = Math.min(12, this.text.split("\n").length + 1);
-    area.setAttribute("aria-label", "Edit your message");
-    const send = el("button", "primary", "Send");
+    area.setAttribute("aria-label", t("msg.editLabel"));
+    const send = el("button", "primary", t("msg.send"));
     send.type = "submit";
-    const cancel = el("button", "", "Cancel");
+    const cancel = el("button", "", t("dialog.cancel"));
     cancel.type = "button";
     const buttons = el("div", "edit-buttons");
     buttons.append(cancel, send);
@@ -107,6 +142,7 @@ export class QuestionView extends MessageView {
       this.editing = false;
       form.replaceWith(this.body);
       this.foot.hidden = false;
+      this.fold.hidden = !isLong(this.text);
     };
     cancel.addEventListener("click", () => {
       stop();
@@ -132,7 +168,10 @@ export class QuestionView extends MessageView {
     });
     this.body.replaceWith(form);
     this.foot.hidden = true;
+    this.fold.hidden = true;
     area.focus();
     area.setSelectionRange(area.value.length, area.value.length);
   }
 }
+
+export { el };

@@ -1,5 +1,7 @@
 // What an answer's numbers look like: the backend's figures, "N/A" when it gave none.
 
+import { t } from "./i18n.js";
+
 const NA = "N/A";
 
 function ms(value) {
@@ -15,7 +17,7 @@ function rate(value, unit) {
 function tokens(usage) {
   if (!usage) return NA;
   const mark = usage.estimated ? "≈" : "";
-  return `${mark}${usage.completion_tokens} out · ${mark}${usage.prompt_tokens} in`;
+  return t("metric.inOut", { out: `${mark}${usage.completion_tokens}`, in: `${mark}${usage.prompt_tokens}` });
 }
 
 /** Tokens per second from a stored message, by the same formula as the server's done. */
@@ -30,14 +32,13 @@ export function storedRate(message) {
 /** [key, label, value, title] rows for a finished answer. */
 export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
   const rows = [
-    ["ttft", "TTFT", ms(ttftMs), "Time to first token, measured by the gateway"],
-    ["speed", "Speed", rate(tokensPerSecond, "tok/s"), "Tokens per second after the first, from the gateway"],
-    ["tokens", "Tokens", tokens(usage),
-      usage?.estimated ? "Estimated by the gateway (the model reported no usage)" : "Reported by the model"],
+    ["ttft", "TTFT", ms(ttftMs), t("metric.ttftTitle")],
+    ["speed", t("metric.speed"), rate(tokensPerSecond, "tok/s"), t("metric.speedTitle")],
+    ["tokens", t("metric.tokens"), tokens(usage),
+      t(usage?.estimated ? "metric.estimatedTitle" : "metric.reportedTitle")],
   ];
   if (usage?.cached) {
-    rows.push(["cached", "Cache", "cached",
-      "Served from the response cache (or shared with an identical request): no model tokens were spent"]);
+    rows.push(["cached", t("metric.cache"), t("metric.cached"), t("metric.cachedTitle")]);
   }
   return rows;
 }
@@ -50,12 +51,11 @@ export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
 export function liveMetrics({ ttftMs, chunks, rate: perSecond, usage }) {
   const pending = ttftMs === undefined;
   return [
-    ["ttft", "TTFT", pending ? "…" : ms(ttftMs), pending
-      ? "Time to first token: this page joined mid-answer; the gateway's figure comes at the end"
-      : "Time to first token as seen by this browser; the gateway's figure replaces it at the end"],
-    ["speed", "Speed", perSecond == null ? NA : `≈${rate(perSecond, "tok/s")}`,
-      "Tokens per second arriving now (one per stream chunk, about); the gateway's figure replaces it at the end"],
-    ["tokens", "Tokens", usage ? tokens(usage) : `≈${chunks} out`,
-      "Tokens received so far (one per stream chunk, about); the model's count arrives at the end"],
+    ["ttft", "TTFT", pending ? "…" : ms(ttftMs),
+      t(pending ? "metric.ttftPendingTitle" : "metric.ttftLiveTitle")],
+    ["speed", t("metric.speed"), perSecond == null ? NA : `≈${rate(perSecond, "tok/s")}`,
+      t("metric.speedLiveTitle")],
+    ["tokens", t("metric.tokens"), usage ? tokens(usage) : t("metric.out", { out: `≈${chunks}` }),
+      t("metric.tokensLiveTitle")],
   ];
 }

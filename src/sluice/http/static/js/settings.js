@@ -1,5 +1,8 @@
 // Per-conversation settings: model (in the header), and in a dialog the system prompt,
-// temperature and any other options the gateway passes to the model (as JSON).
+// temperature and any other options the gateway passes to the model (as JSON). The same
+// dialog holds this browser's interface language (applied at once, not per conversation).
+
+import { setLanguage, storedLanguage, t } from "./i18n.js";
 
 export class Settings {
   /** hooks: change(fields) with {model} or {system_prompt, options} */
@@ -18,6 +21,10 @@ export class Settings {
     this.providers = new Map(); // model id -> provider ("sim": the built-in simulated model)
     this.defaultModel = null;
     this.simBadge = document.querySelector("#sim-badge");
+    this.models = null;
+    this.language = dialog.querySelector("#language");
+    this.language.value = storedLanguage();
+    this.language.addEventListener("change", () => setLanguage(this.language.value));
     select.addEventListener("change", () => {
       this.current.model = select.value || null;
       this.markSimulated();
@@ -50,13 +57,15 @@ export class Settings {
 
   setModels(models) {
     const value = this.select.value;
+    this.models = models;
     this.providers = new Map(models.map((m) => [m.id, m.owned_by]));
     // The gateway's default is its first model, unless it marks another.
     this.defaultModel = (models.find((m) => m.default) || models[0])?.id || null;
     this.select.replaceChildren();
     const fallback = document.createElement("option");
     fallback.value = "";
-    fallback.textContent = this.defaultModel ? `Default (${this.defaultModel})` : "Default model";
+    fallback.textContent = this.defaultModel
+      ? t("model.defaultNamed", { model: this.defaultModel }) : t("model.default");
     this.select.appendChild(fallback);
     for (const model of models) {
       const option = document.createElement("option");
@@ -79,7 +88,7 @@ export class Settings {
     if (model && ![...this.select.options].some((o) => o.value === model)) {
       const option = document.createElement("option");
       option.value = model;
-      option.textContent = `${model} (unavailable)`;
+      option.textContent = t("model.unavailable", { model });
       this.select.appendChild(option);
     }
     this.select.value = model;
@@ -97,6 +106,7 @@ export class Settings {
     this.options.value = Object.keys(rest).length ? JSON.stringify(rest, null, 2) : "";
     this.options.closest("details").open = Boolean(this.options.value);
     this.error.hidden = true;
+    this.language.value = storedLanguage();
     this.showTemperature();
     this.dialog.showModal();
     this.system.focus();
@@ -104,7 +114,7 @@ export class Settings {
 
   showTemperature() {
     this.temperatureValue.textContent = this.defaultTemperature.checked
-      ? "model default" : Number(this.temperature.value).toFixed(1);
+      ? t("settings.modelDefault") : Number(this.temperature.value).toFixed(1);
   }
 
   save() {
@@ -114,11 +124,11 @@ export class Settings {
       try {
         options = JSON.parse(raw);
       } catch (error) {
-        this.showError(`Not valid JSON: ${error.message}`);
+        this.showError(t("settings.badJson", { error: error.message }));
         return false;
       }
       if (!options || typeof options !== "object" || Array.isArray(options)) {
-        this.showError("Options must be a JSON object, like {\"max_tokens\": 500}.");
+        this.showError(t("settings.notObject"));
         return false;
       }
     }
@@ -129,6 +139,13 @@ export class Settings {
     this.show(this.current);
     this.hooks.change(fields);
     return true;
+  }
+
+  /** The interface language changed: redraw the words this panel made. */
+  relabel() {
+    if (this.models) this.setModels(this.models);
+    else this.show(this.current);
+    this.showTemperature();
   }
 
   showError(text) {

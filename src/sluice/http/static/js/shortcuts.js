@@ -1,29 +1,30 @@
 // Keyboard shortcuts: one table drives both the key handling and the help dialog.
 
 import { copyText } from "./clipboard.js";
+import { t } from "./i18n.js";
 
 const $ = (selector) => document.querySelector(selector);
 
 const MAC = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 const MOD = MAC ? "⌘" : "Ctrl";
 
-/** [keys shown, action or null (handled elsewhere), description, matcher, works while typing] */
+/** [keys shown, action or null (handled elsewhere), description (an i18n key), matcher, works while typing] */
 export const SHORTCUTS = [
-  [[MOD, "Shift", "O"], "newChat", "New chat", (e) => mod(e) && e.shiftKey && key(e, "o"), true],
-  [["Shift", "Esc"], "focusInput", "Focus the message box", (e) => e.shiftKey && e.key === "Escape", true],
-  [["/"], "focusInput", "Focus the message box (when not typing)", (e) => e.key === "/" && plain(e), false],
-  [["Esc"], "stop", "Stop generating", (e) => e.key === "Escape" && plain(e), true],
-  [[MOD, "Shift", "C"], "copyLast", "Copy the last answer", (e) => mod(e) && e.shiftKey && key(e, "c"), true],
-  [[MOD, "K"], "search", "Search conversations", (e) => mod(e) && !e.shiftKey && key(e, "k"), true],
-  [[MOD, "Shift", "S"], "toggleSidebar", "Show or hide the conversation list", (e) => mod(e) && e.shiftKey && key(e, "s"), true],
-  [["?"], "help", "Show these shortcuts (when not typing)", (e) => e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey, false],
-  [[MOD, "/"], "help", "Show these shortcuts", (e) => mod(e) && e.key === "/", true],
-  [["Enter"], null, "Send the message"],
-  [["Shift", "Enter"], null, "New line in the message"],
-  [["↑"], null, "Edit your last message (in an empty message box)"],
-  [["↑ ↓"], null, "Move through the conversation list"],
-  [["F2"], null, "Rename the conversation (in the list)"],
-  [["Delete"], null, "Delete the conversation (in the list)"],
+  [[MOD, "Shift", "O"], "newChat", "keys.newChat", (e) => mod(e) && e.shiftKey && key(e, "o"), true],
+  [["Shift", "Esc"], "focusInput", "keys.focus", (e) => e.shiftKey && e.key === "Escape", true],
+  [["/"], "focusInput", "keys.focusNotTyping", (e) => e.key === "/" && plain(e), false],
+  [["Esc"], "stop", "keys.stop", (e) => e.key === "Escape" && plain(e), true],
+  [[MOD, "Shift", "C"], "copyLast", "keys.copyLast", (e) => mod(e) && e.shiftKey && key(e, "c"), true],
+  [[MOD, "K"], "search", "keys.search", (e) => mod(e) && !e.shiftKey && key(e, "k"), true],
+  [[MOD, "Shift", "S"], "toggleSidebar", "keys.sidebar", (e) => mod(e) && e.shiftKey && key(e, "s"), true],
+  [["?"], "help", "keys.helpNotTyping", (e) => e.key === "?" && !e.ctrlKey && !e.metaKey && !e.altKey, false],
+  [[MOD, "/"], "help", "keys.help", (e) => mod(e) && e.key === "/", true],
+  [["Enter"], null, "keys.send"],
+  [["Shift", "Enter"], null, "keys.newline"],
+  [["↑"], null, "keys.editLast"],
+  [["↑ ↓"], null, "keys.move"],
+  [["F2"], null, "keys.rename"],
+  [["Delete"], null, "keys.delete"],
 ];
 
 function mod(e) {
@@ -60,6 +61,7 @@ export function bindShortcuts(actions) {
 
 /** The help dialog's table, built from SHORTCUTS. */
 export function fillHelp(tbody) {
+  tbody.replaceChildren();
   for (const [keys, , description] of SHORTCUTS) {
     const row = document.createElement("tr");
     const cell = document.createElement("td");
@@ -70,7 +72,7 @@ export function fillHelp(tbody) {
       cell.appendChild(kbd);
     });
     const what = document.createElement("td");
-    what.textContent = description;
+    what.textContent = t(description);
     row.append(cell, what);
     tbody.appendChild(row);
   }

@@ -1,15 +1,17 @@
 // The conversation list: open, rename, delete, and full-text search (the server matches
-// titles and message text). Listed by date (Today, Yesterday…); a search lists its
-// results with the text around the match, the match highlighted.
+// titles and message text). Pinned ones first (the server lists them so), then by date
+// (Today, Yesterday…); a search lists its results with the text around the match, the
+// match highlighted.
 
-import { dateGroup, highlighted } from "./dates.js";
+import { PINNED, dateGroup, dateTime, groupLabel, highlighted, relativeTime } from "./dates.js";
+import { t } from "./i18n.js";
 import { iconButton } from "./icons.js";
 
 const PAGE = 100;
 const API_PAGE = 200; // the most the API lists at once
 
 export class Sidebar {
-  /** hooks: list(q) -> conversations, rename(id, title), remove(conversation) */
+  /** hooks: list(q) -> conversations, rename(id, title), remove(conversation), pin(conversation, on) */
   constructor(root, hooks) {
     this.root = root;
     this.hooks = hooks;
@@ -84,26 +86,26 @@ export class Sidebar {
     this.list.replaceChildren(...items);
     this.root.dataset.count = String(conversations.length);
     this.empty.hidden = conversations.length > 0;
-    this.empty.textContent = this.query ? `No conversation mentions “${this.query}”.` : "No conversations yet.";
+    this.empty.textContent = this.query ? t("sidebar.noMatch", { query: this.query }) : t("sidebar.none");
     const ids = conversations.map((c) => c.id);
     this.setRoving(ids.includes(this.roving) ? this.roving
       : ids.includes(this.activeId) ? this.activeId : ids[0] ?? null);
     if (focused) this.list.querySelector(`li[data-id="${CSS.escape(focused)}"] a`)?.focus();
   }
 
-  /** Label the first conversation of each date group (the list is newest first). */
+  /** Label the first conversation of each group: Pinned, then by date (newest first). */
   group(conversations, items) {
     const now = new Date();
     let last = null;
     conversations.forEach((conversation, index) => {
-      const group = dateGroup(conversation.updated_at, now);
+      const group = conversation.pinned ? PINNED : dateGroup(conversation.updated_at, now);
       if (group === last) return;
       last = group;
       const label = document.createElement("span");
       label.className = "conversation-group";
       label.setAttribute("role", "heading");
       label.setAttribute("aria-level", "3");
-      label.textContent = group;
+      label.textContent = groupLabel(group);
       items[index].classList.add("group-start");
       items[index].dataset.group = group;
       items[index].prepend(label);
@@ -124,8 +126,11 @@ export class Sidebar {
     const link = document.createElement("a");
     link.className = "conversation";
     link.href = `#/c/${encodeURIComponent(conversation.id)}`;
-    link.textContent = conversation.title || "New chat";
-    link.title = conversation.title || "New chat";
+    const title = conversation.title || t("app.newChat");
+    link.textContent = title;
+    link.title = conversation.updated_at
+      ? `${title}\n${relativeTime(conversation.updated_at)} · ${dateTime(conversation.updated_at)}`
+      : title;
     if (this.query && conversation.snippet) {
       const snippet = document.createElement("span");
       snippet.className = "snippet";
@@ -136,11 +141,16 @@ export class Sidebar {
       link.setAttribute("aria-current", "page");
       li.classList.add("current");
     }
-    const rename = iconButton("edit", `Rename “${conversation.title || "New chat"}”`, "rename");
+    const pinned = Boolean(conversation.pinned);
+    li.classList.toggle("pinned", pinned);
+    const pin = iconButton("pin", t(pinned ? "sidebar.unpin" : "sidebar.pin", { title }), "pin");
+    pin.setAttribute("aria-pressed", String(pinned));
+    pin.addEventListener("click", () => this.hooks.pin(conversation, !pinned));
+    const rename = iconButton("edit", t("sidebar.rename", { title }), "rename");
     rename.addEventListener("click", () => this.startRename(li, conversation));
-    const remove = iconButton("trash", `Delete “${conversation.title || "New chat"}”`, "delete");
+    const remove = iconButton("trash", t("sidebar.delete", { title }), "delete");
     remove.addEventListener("click", () => this.hooks.remove(conversation));
-    li.append(link, rename, remove);
+    li.append(link, pin, rename, remove);
     return li;
   }
 
@@ -150,7 +160,7 @@ export class Sidebar {
     input.className = "rename-input";
     input.value = conversation.title || "";
     input.maxLength = 500;
-    input.setAttribute("aria-label", "New title");
+    input.setAttribute("aria-label", t("sidebar.newTitle"));
     let done = false;
     const finish = async (save) => {
       if (done) return;

@@ -2,9 +2,11 @@
 // them, its label naming the current one; the choice is kept
 // in this browser (localStorage) and set on <html data-theme> as the page starts.
 
+import { t } from "./i18n.js";
+
 const KEY = "sluice.theme";
 const ORDER = ["system", "light", "dark"];
-const LABEL = { system: "Theme: system", light: "Theme: light", dark: "Theme: dark" };
+const LABEL = { system: "theme.system", light: "theme.light", dark: "theme.dark" };
 
 export function storedTheme() {
   try {
@@ -35,8 +37,9 @@ export class ThemeToggle {
     this.theme = theme;
     applyTheme(theme);
     this.button.dataset.theme = theme;
-    this.button.querySelector(".theme-label").textContent = LABEL[theme];
-    this.button.title = `${LABEL[theme]} (click to change)`;
+    const label = t(LABEL[theme]);
+    this.button.querySelector(".theme-label").textContent = label;
+    this.button.title = t("theme.change", { label });
     if (!save) return;
     try {
       if (theme === "system") localStorage.removeItem(KEY);
@@ -44,6 +47,6 @@ export class ThemeToggle {
     } catch {
       // not kept: this page still shows it
     }
-    this.said(LABEL[theme]);
+    this.said(t(LABEL[theme]));
   }
 }

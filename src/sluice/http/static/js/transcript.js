@@ -3,6 +3,7 @@
 // on screen is rebuilt when the server's copy of the conversation is read again.
 
 import { AnswerView } from "./answer.js";
+import { t } from "./i18n.js";
 import { QuestionView, el } from "./message.js";
 
 export class Transcript {
@@ -113,8 +114,8 @@ export class Transcript {
     const unanswered = last?.role === "user" && !last.editing && Boolean(last.id);
     if (unanswered && !this.unanswered) {
       this.unanswered = el("div", "unanswered");
-      this.unanswered.append(el("span", "", "This version of the question has no answer shown here."));
-      const button = el("button", "", "Answer it");
+      this.unanswered.append(el("span", "", t("msg.unanswered")));
+      const button = el("button", "", t("msg.answerIt"));
       button.type = "button";
       button.addEventListener("click", () => this.hooks.regenerate(null));
       this.unanswered.appendChild(button);

@@ -3,6 +3,7 @@
 // the last event id seen, and stop it on request (the server cancels the generation).
 
 import { ApiError, NetworkError, api, readEvents } from "./api.js";
+import { t } from "./i18n.js";
 
 const STALL_MS = 45000; // no bytes, not even a keep-alive ping: assume the connection died
 const SLICE_MS = 10;
@@ -72,7 +73,7 @@ export class Turn {
       if (this.detached) return;
       if (error instanceof NetworkError || error.name === "AbortError") {
         this.connection.lost();
-        this.fail({ message: "Could not reach the server.", retryable: true, resend: true });
+        this.fail({ message: t("answer.unreachable"), retryable: true, resend: true });
       } else {
         this.fail({
           message: error.message,
@@ -208,7 +209,7 @@ export class Turn {
         this.view.toolCall(frame);
         break;
       case "failover":
-        this.view.note(`Switched from ${frame.from} to ${frame.to} mid-answer.`);
+        this.view.note(t("answer.failover", { from: frame.from, to: frame.to }));
         break;
       case "error":
         this.flush();

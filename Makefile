@@ -38,8 +38,12 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Two workers for the suites that only wait on servers and browsers, then the
+# timing-sensitive ones (marked `serial` in tests/conftest.py) alone. PYTEST_ARGS
+# narrows both runs (-k, a file); an empty selection is not a failure.
 unit: $(VENV)/.installed-test $(NODE_CLIENTS) services
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not benchmark and not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -m "serial and not benchmark" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test: lint typecheck unit
 

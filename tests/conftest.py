@@ -135,6 +135,30 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="sluice-test-data-")
 
 
+#: Suites that time what they see (a terminal's redraws, a client held to a deadline,
+#: CPU per chunk): `make test` runs them alone, after the rest ran on two workers. On
+#: two cores, beside another worker they measure the other worker.
+SERIAL = frozenset(
+    {
+        "test_ask.py",
+        "test_bench.py",
+        "test_boundary.py",
+        "test_load.py",
+        "test_plot.py",
+        "test_terminal.py",
+        "test_terminal_ja.py",
+        "test_terminal_reasoning.py",
+        "test_top.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SERIAL:
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("servers")

@@ -132,8 +132,10 @@ class BenchReport:
                 f"floor relay TTFT p50 {ttft['p50'] * 1000:.2f} ms, p99 {ttft['p99'] * 1000:.2f} ms"
             )
             mine = summary(via.ttfts())
+            # A run too short for the floor's CPU clock to tick has no ratio to show.
+            ratio = f"{self.cpu_us_per_record / per:.2f}x" if per else "n/a"
             lines.append(
-                f"against the floor: CPU per chunk {self.cpu_us_per_record / per:.2f}x; "
+                f"against the floor: CPU per chunk {ratio}; "
                 f"TTFT added p50 {(mine['p50'] - ttft['p50']) * 1000:+.2f} ms, "
                 f"p99 {(mine['p99'] - ttft['p99']) * 1000:+.2f} ms"
             )

@@ -20,7 +20,7 @@ from sluice.errors import AuthenticationError, PermissionDenied, RequestError
 from sluice.http.gate import PRINCIPAL, SESSION_COOKIE, cookie
 from sluice.http.validation import Count, ModelNames, Text
 from sluice.policy.access import Access, Principal
-from sluice.store.keys import KeyStore
+from sluice.store.keys import KeyStore, period_start
 
 logger = logging.getLogger("sluice.http")
 
@@ -115,18 +115,32 @@ def build_router(
     async def session_state(request: Request) -> dict[str, Any]:
         required = await access.required()
         token = cookie(request.scope, SESSION_COOKIE)
-        session = None
+        session = principal = None
         if token:
             try:
                 # Valid as a whole: its key not revoked, its master key unchanged.
-                session = (await access.authenticate(None, token)).session
+                principal = await access.authenticate(None, token)
+                session = principal.session
             except AuthenticationError:
                 session = None
-        return {
+        state: dict[str, Any] = {
             "auth_required": required,
             "signed_in": session is not None,
             "csrf_token": session.csrf if session else None,
         }
+        key = principal.key if session is not None and principal is not None else None
+        if key is not None:
+            # Who is signed in, and what its budget has left (the page shows it under
+            # each answer). Usage is recorded within a second of an answer's end.
+            state["key"] = {"name": key.name, "prefix": key.prefix}
+            if key.budget_period and key.budget_tokens is not None:
+                spent, _ = await keys.spent(key.id, period_start(key.budget_period))
+                state["key"]["budget"] = {
+                    "period": key.budget_period,
+                    "tokens": key.budget_tokens,
+                    "remaining_tokens": max(0, key.budget_tokens - spent),
+                }
+        return state
 
     @router.post("/v1/session")
     async def sign_in(body: SignIn, request: Request, response: Response) -> dict[str, Any]:

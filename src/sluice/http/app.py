@@ -53,6 +53,7 @@ from sluice.http.streams import Streams
 from sluice.http.streams_admin import build_router as build_streams_router
 from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
+from sluice.model_config import ModelConfig
 from sluice.request_ids import current_request_id
 from sluice.runtime import Runtime
 from sluice.settings import Settings
@@ -349,27 +350,27 @@ def build_api(gateway: Gateway) -> FastAPI:
             send_timeout=gateway.settings.send_timeout_seconds,
         ).run()
 
-    @api.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        created = int(gateway.started)
-        return {
-            "object": "list",
-            "data": [
-                {"id": m.name, "object": "model", "created": created, "owned_by": m.provider}
-                for m in gateway.engine.models()
-            ],
-        }
-
-    @api.get("/v1/models/{model_id:path}")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        gateway.engine.provider(model_id)
-        config = next(m for m in gateway.engine.models() if m.name == model_id)
-        return {
+    def model_object(config: ModelConfig) -> dict[str, Any]:
+        model: dict[str, Any] = {
             "id": config.name,
             "object": "model",
             "created": int(gateway.started),
             "owned_by": config.provider,
         }
+        if config.price is not None:
+            # Not in OpenAI's shape (the SDKs keep unknown fields): what an answer costs,
+            # in the configured currency units per million tokens.
+            model["pricing"] = {"input": config.price.input, "output": config.price.output}
+        return model
+
+    @api.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_object(m) for m in gateway.engine.models()]}
+
+    @api.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        gateway.engine.provider(model_id)
+        return model_object(next(m for m in gateway.engine.models() if m.name == model_id))
 
     api.include_router(build_health_router(gateway))
 

@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 import { icon, iconButton } from "./icons.js";
 import { StreamingMarkdown } from "./markdown.js";
 import { MessageView, el } from "./message.js";
-import { finalMetrics, liveMetrics, storedRate } from "./metrics.js";
+import { budgetRow, finalMetrics, liveMetrics, storedRate } from "./metrics.js";
 
 const CJK = /[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]/;
 const KANA = /[\u3040-\u30ff]/;
@@ -129,16 +129,30 @@ export class AnswerView extends MessageView {
     this.el.classList.toggle("stopped", kind === "stopped" || kind === "interrupted");
   }
 
+  /** The price of the model that wrote it, when the gateway has one. */
+  price() {
+    return this.transcript.hooks.price?.(this.el.dataset.model) || null;
+  }
+
+  /** What the key's budget has left, under this (the latest) answer. */
+  showBudget(budget) {
+    this.metrics.querySelector('[data-metric="budget"]')?.remove();
+    if (!budget || !this.metrics.childElementCount) return;
+    this.appendMetric(budgetRow(budget));
+  }
+
   setMetrics(rows, live) {
     this.metrics.replaceChildren();
     this.metrics.classList.toggle("live", live);
-    for (const [key, label, value, title] of rows) {
-      const item = el("span", "metric");
-      item.dataset.metric = key;
-      item.title = title;
-      item.append(el("span", "metric-label", label), " ", el("span", "metric-value", value));
-      this.metrics.appendChild(item);
-    }
+    for (const row of rows) this.appendMetric(row);
+  }
+
+  appendMetric([key, label, value, title]) {
+    const item = el("span", "metric");
+    item.dataset.metric = key;
+    item.title = title;
+    item.append(el("span", "metric-label", label), " ", el("span", "metric-value", value));
+    this.metrics.appendChild(item);
   }
 
   // --- what a Turn calls ---
@@ -232,7 +246,7 @@ export class AnswerView extends MessageView {
     this.markdown.finish(text);
     this.setBusy(false);
     this.showStatus(null);
-    this.setMetrics(finalMetrics({ ttftMs, tokensPerSecond, usage }), false);
+    this.setMetrics(finalMetrics({ ttftMs, tokensPerSecond, usage, price: this.price() }), false);
     this.setOutcome(reason, text);
   }
 
@@ -295,6 +309,7 @@ export class AnswerView extends MessageView {
       ttftMs: message.ttft_ms,
       tokensPerSecond: storedRate(message),
       usage: message.usage,
+      price: this.price(),
     }), false);
     if (message.status === "failed") {
       this.setBadge("failed", t("answer.failed"));

@@ -226,6 +226,18 @@ const STRINGS = {
   "metric.tokens": ["Tokens", "トークン"],
   "metric.cache": ["Cache", "キャッシュ"],
   "metric.cached": ["cached", "キャッシュ済み"],
+  "metric.cost": ["Cost", "費用"],
+  "metric.costTitle": [
+    "What this answer cost at the model's configured price (the gateway's currency units)",
+    "モデルに設定された価格で計算したこの回答の費用（ゲートウェイの通貨単位）",
+  ],
+  "metric.budget": ["Budget", "予算"],
+  "metric.leftDay": ["{tokens} tokens left today", "本日の残り {tokens} トークン"],
+  "metric.leftMonth": ["{tokens} tokens left this month", "今月の残り {tokens} トークン"],
+  "metric.budgetTitle": [
+    "What this key's budget of {tokens} tokens has left",
+    "このキーの予算 {tokens} トークンのうちの残り",
+  ],
   "metric.inOut": ["{out} out · {in} in", "出力 {out}・入力 {in}"],
   "metric.out": ["{out} out", "出力 {out}"],
   "metric.ttftTitle": ["Time to first token, measured by the gateway", "最初のトークンまでの時間（ゲートウェイで計測）"],

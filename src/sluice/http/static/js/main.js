@@ -50,6 +50,7 @@ class App {
       retry: (view) => this.retry(view),
       editUnsent: (view) => this.transcript.questionOf(view)?.startEdit(),
       simulated: (model) => this.settings.simulated(model),
+      price: (model) => this.settings.price(model),
       copy: copyText,
     });
     this.unsent = new UnsentQuestions(this.transcript, (text) => this.bodyFor(text));
@@ -293,7 +294,21 @@ class App {
       return;
     }
     if (turn.conversationId !== this.conversation.id) return;
-    this.refresh();
+    this.refresh().then(() => this.showBudget());
+  }
+
+  /** Under the latest answer, what the signed-in key's budget has left. Usage is
+   * recorded within a second or so of an answer's end: asked again after that. */
+  async showBudget(again = true) {
+    if (!this.auth.required) return;
+    let budget = null;
+    try {
+      budget = (await api.session()).key?.budget || null;
+    } catch {
+      return; // the figure is a courtesy: no error for it
+    }
+    this.transcript.last("assistant")?.showBudget?.(budget);
+    if (budget && again) setTimeout(() => this.showBudget(false), 1500);
   }
 
   /** Read the conversation again: ids, versions, title; nothing on screen is redrawn. */

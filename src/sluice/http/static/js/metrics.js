@@ -30,17 +30,37 @@ export function storedRate(message) {
 }
 
 /** [key, label, value, title] rows for a finished answer. */
-export function finalMetrics({ ttftMs, tokensPerSecond, usage }) {
+export function finalMetrics({ ttftMs, tokensPerSecond, usage, price }) {
   const rows = [
     ["ttft", "TTFT", ms(ttftMs), t("metric.ttftTitle")],
     ["speed", t("metric.speed"), rate(tokensPerSecond, "tok/s"), t("metric.speedTitle")],
     ["tokens", t("metric.tokens"), tokens(usage),
       t(usage?.estimated ? "metric.estimatedTitle" : "metric.reportedTitle")],
   ];
+  if (usage && price) {
+    // A cached answer spent no upstream tokens: it cost nothing.
+    const cost = usage.cached ? 0
+      : (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6;
+    rows.push(["cost", t("metric.cost"), money(cost), t("metric.costTitle")]);
+  }
   if (usage?.cached) {
     rows.push(["cached", t("metric.cache"), t("metric.cached"), t("metric.cachedTitle")]);
   }
   return rows;
+}
+
+/** A cost in the configured currency units: enough digits to see a fraction of a cent. */
+function money(value) {
+  if (value === 0) return "0";
+  return value >= 1 ? value.toFixed(2) : value.toPrecision(2);
+}
+
+/** The row for what the signed-in key's budget has left (`/v1/session`'s key.budget). */
+export function budgetRow(budget) {
+  return ["budget", t("metric.budget"),
+    t(budget.period === "month" ? "metric.leftMonth" : "metric.leftDay",
+      { tokens: budget.remaining_tokens.toLocaleString() }),
+    t("metric.budgetTitle", { tokens: budget.tokens.toLocaleString() })];
 }
 
 /**

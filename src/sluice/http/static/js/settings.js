@@ -46,6 +46,11 @@ export class Settings {
     return this.providers.get(model || this.defaultModel) === "sim";
   }
 
+  /** `model`'s price per million tokens ({input, output}), or null. */
+  price(model) {
+    return this.pricing?.get(model || this.defaultModel) || null;
+  }
+
   /** The model a turn without one gets (the effective one shown in the header). */
   effectiveModel() {
     return this.current.model || this.defaultModel;
@@ -59,6 +64,7 @@ export class Settings {
     const value = this.select.value;
     this.models = models;
     this.providers = new Map(models.map((m) => [m.id, m.owned_by]));
+    this.pricing = new Map(models.filter((m) => m.pricing).map((m) => [m.id, m.pricing]));
     // The gateway's default is its first model, unless it marks another.
     this.defaultModel = (models.find((m) => m.default) || models[0])?.id || null;
     this.select.replaceChildren();

@@ -65,6 +65,10 @@ class BenchOptions:
 
     def gateway_config(self, upstream: str) -> str:
         config = GATEWAY_CONFIG.format(upstream=upstream, telemetry=str(self.features).lower())
+        if self.streams > 900:
+            # Room for every stream (by default 1,000 connections and 2,000 answers).
+            room = self.streams + 100
+            config = f"max_connections = {room}\nmax_running_generations = {room}\n" + config
         return config + (GUARDRAILS_CONFIG if self.guardrails else "")
 
 
@@ -120,6 +124,14 @@ class BenchReport:
             f"gateway CPU: {self.cpu_seconds:.3f} s for {via.records} relayed SSE records "
             f"= {self.cpu_us_per_record:.1f} us per chunk",
         ]
+        if o.guardrails and via.completed:
+            # The hold-back window merges tokens into fewer, larger records: per record
+            # overstates the cost; per upstream chunk (role, tokens, finish) is comparable.
+            upstream = via.completed * (o.chunks + 2)
+            lines.append(
+                f"with guardrails: {self.cpu_seconds / upstream * 1e6:.1f} us per upstream "
+                f"chunk ({upstream} chunks in, {via.records} records out)"
+            )
         if self.floor is not None and self.floor.records:
             per = self.floor_cpu_seconds / self.floor.records * 1e6
             lines.append(

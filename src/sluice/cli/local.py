@@ -21,7 +21,7 @@ from sluice.owners import LOCAL, visible_to
 from sluice.policy.access import local_user
 from sluice.runtime import Runtime
 from sluice.settings import Settings
-from sluice.store.conversations import Conversation, Message
+from sluice.store.conversations import Conversation, Message, branch
 from sluice.store.database import default_data_dir, migrate
 from sluice.wire.openai_chunks import ChunkObjects
 from sluice.wire.openai_request import chat_request_from_body
@@ -125,7 +125,7 @@ class LocalBackend:
         except SluiceError as exc:
             raise cli_error(exc) from None
         tree = await chat.store.tree(conversation_id)
-        path = await chat.store.path(conversation_id)
+        path = branch(tree, conversation.leaf_id)
         places: dict[tuple[str | None, str], list[str]] = {}
         for message in tree:
             places.setdefault((message.parent_id, message.role), []).append(message.id)

@@ -17,7 +17,14 @@ from sluice.http.gate import principal_of
 from sluice.http.validation import MAX_INT, JsonObject, Text
 from sluice.owners import visible_to
 from sluice.policy.access import Principal
-from sluice.store.conversations import ANY, Conversation, ConversationStore, Message, Owners
+from sluice.store.conversations import (
+    ANY,
+    Conversation,
+    ConversationStore,
+    Message,
+    Owners,
+    branch,
+)
 from sluice.wire.storable import Unstorable, check_json
 
 
@@ -181,17 +188,16 @@ def build_router(store: ConversationStore, engine: Engine) -> APIRouter:
         owners = reach(principal_of(request.scope))
         conversation = await store.conversation(conversation_id, owners)
         tree = await store.tree(conversation_id)
-        path = await store.path(conversation_id)
         return {
             **conversation_object(conversation),
-            "messages": messages_with_versions(tree, path),
+            "messages": messages_with_versions(tree, branch(tree, conversation.leaf_id)),
         }
 
     @router.get("/{conversation_id}/messages")
     async def list_messages(conversation_id: str, request: Request) -> dict[str, Any]:
-        await store.conversation(conversation_id, reach(principal_of(request.scope)))
+        conversation = await store.conversation(conversation_id, reach(principal_of(request.scope)))
         tree = await store.tree(conversation_id)
-        path = await store.path(conversation_id)
+        path = branch(tree, conversation.leaf_id)
         return {"object": "list", "data": messages_with_versions(tree, path)}
 
     @router.patch("/{conversation_id}")

@@ -272,14 +272,7 @@ class SQLStore:
         leaf = leaf_id or conversation.leaf_id
         if leaf is None:
             return []
-        by_id = {m.id: m for m in await self.tree(conversation_id)}
-        chain: list[Message] = []
-        current = by_id.get(leaf)
-        while current is not None:
-            chain.append(current)
-            current = by_id.get(current.parent_id) if current.parent_id else None
-        chain.reverse()
-        return chain
+        return branch(await self.tree(conversation_id), leaf)
 
     async def siblings(self, message_id: str) -> list[Message]:
         """Every version of the message at this place in the tree, oldest first."""
@@ -360,3 +353,16 @@ def _owned(statement: Any, owners: Owners) -> Any:
     if owners is None:  # ANY
         return statement
     return statement.where(conversations.c.owner.in_(owners))
+
+
+def branch(tree: list[Message], leaf: str | None) -> list[Message]:
+    """The messages of ``tree`` from the root to ``leaf``: a read that has the tree
+    already need not load it again (its questions may carry megabytes of files)."""
+    by_id = {m.id: m for m in tree}
+    chain: list[Message] = []
+    current = by_id.get(leaf) if leaf else None
+    while current is not None:
+        chain.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    chain.reverse()
+    return chain

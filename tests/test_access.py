@@ -154,7 +154,14 @@ async def test_session_csrf_and_sign_out(secured: ServerProcess) -> None:
             await r.read()
         async with session.get(secured.url + "/v1/session") as r:
             state = await r.json()
-        assert state == {"auth_required": True, "signed_in": True, "csrf_token": csrf}
+        # Who is signed in: the key's name and prefix, never its secret (no budget: none set).
+        assert state == {
+            "auth_required": True,
+            "signed_in": True,
+            "csrf_token": csrf,
+            "key": {"name": key["name"], "prefix": key["prefix"]},
+        }
+        assert key["key"] not in json.dumps(state)
         async with session.delete(secured.url + "/v1/session") as r:
             assert r.status == 403, "signing out needs the CSRF token too"
         async with session.delete(secured.url + "/v1/session", headers={"X-CSRF-Token": csrf}) as r:

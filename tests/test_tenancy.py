@@ -400,3 +400,44 @@ async def test_sessions_end_least_recently_used_first(sessions: Sessions) -> Non
     await sessions.create("bob", False)
     assert await sessions.get(tokens[0]) is not None
     assert await sessions.get(tokens[1]) is None
+
+
+async def test_revoking_a_key_ends_its_running_streams_in_band(tenants: ServerProcess) -> None:
+    """A revoked key's answers stop here and now: a stream it had open ends with an
+    in-band `revoked_api_key` error instead of streaming on to its end, and another
+    key's stream runs on."""
+    carol = await create_key(tenants, "carol")
+    dave = await create_key(tenants, "dave")
+    body = {
+        "model": "sim",
+        "stream": True,
+        "messages": [{"role": "user", "content": "a long one"}],
+        **SLOW,
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            tenants.url + "/v1/chat/completions", json=body, headers=auth(carol["key"])
+        ) as revoked,
+        session.post(
+            tenants.url + "/v1/chat/completions", json=body, headers=auth(dave["key"])
+        ) as other,
+    ):
+        assert revoked.status == 200 and other.status == 200
+        await revoked.content.readline()
+        await other.content.readline()
+        async with session.delete(
+            tenants.url + f"/v1/admin/keys/{carol['id']}", headers=auth(MASTER)
+        ) as response:
+            assert response.status == 200
+        started = asyncio.get_running_loop().time()
+        records = [line async for line in revoked.content if line.startswith(b"data: ")]
+        took = asyncio.get_running_loop().time() - started
+        # 400 tokens at 40 a second would take 10 s: it ended at once instead.
+        assert took < 3.0, took
+        error = json.loads(records[-1][6:])["error"]
+        assert error["code"] == "revoked_api_key", error
+        assert b"data: [DONE]" not in records
+        # The other key's stream is still running.
+        line = await asyncio.wait_for(other.content.readline(), 2.0)
+        assert line

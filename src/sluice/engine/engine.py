@@ -325,6 +325,14 @@ class Engine:
     def running(self) -> list[Generation]:
         return [g for g in self._generations.values() if not g.done]
 
+    def abort_owned(self, owner: str, error: SluiceError) -> int:
+        """End every answer ``owner`` has running here with ``error`` (in-band once
+        output started): its key was revoked. Returns how many."""
+        owned = [g for g in self.running() if g.owner == owner]
+        for generation in owned:
+            generation.abort(error)
+        return len(owned)
+
     async def drain(self, seconds: float) -> int:
         """Let running answers finish for up to ``seconds``, then end the rest with an
         in-band ``shutting_down`` error. Returns how many had to be ended."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -62,8 +63,13 @@ def check_new_key(body: NewKey, known_models: set[str]) -> None:
 
 
 def build_router(
-    keys: KeyStore, access: Access, known_models: set[str], session_seconds: float
+    keys: KeyStore,
+    access: Access,
+    known_models: set[str],
+    session_seconds: float,
+    on_revoked: Callable[[str], None] | None = None,
 ) -> APIRouter:
+    """``on_revoked(key_id)``: a key was revoked here (its running answers end)."""
     router = APIRouter(tags=["access"])
 
     def master(request: Request) -> None:
@@ -99,6 +105,8 @@ def build_router(
         master(request)
         key = await keys.revoke(key_id)
         access.forget()
+        if on_revoked is not None:
+            on_revoked(key.id)
         if not await keys.any_active() and await keys.auth_required():
             logger.warning(
                 "the last active API key was revoked; the gateway stays closed (401 without "

@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from sluice.chat.recovery import Recovery
-from sluice.errors import ShuttingDown, SluiceError, Unavailable
+from sluice.errors import AuthenticationError, ShuttingDown, SluiceError, Unavailable
 from sluice.http.admin import build_router as build_access_router
 from sluice.http.answers import EdgeLimits
 from sluice.http.asgi import Receive, Scope, Send, error_response, send_error
@@ -54,6 +54,7 @@ from sluice.http.streams_admin import build_router as build_streams_router
 from sluice.http.validation import nul_in_target
 from sluice.http.ws import ChatSocket
 from sluice.model_config import ModelConfig
+from sluice.owners import key_owner
 from sluice.request_ids import current_request_id
 from sluice.runtime import Runtime
 from sluice.settings import Settings
@@ -157,6 +158,15 @@ class Gateway:
             traced=self.runtime.tracing.request if self.runtime.tracing is not None else None,
         )
         self.telemetry = self.runtime.telemetry
+
+    def revoked(self, key_id: str) -> None:
+        """A key was revoked here: its answers running here end now, in-band, rather
+        than stream on to their end. (Other instances see it within the key cache's two
+        seconds for new requests; their running answers run on.)"""
+        error = AuthenticationError("This API key has been revoked.", code="revoked_api_key")
+        ended = self.engine.abort_owned(key_owner(key_id), error)
+        if ended:
+            logger.info("ended %d running answers of a revoked key", ended)
 
     def _request_over(self, record: RequestRecord, scope: Scope) -> None:
         principal = scope.get(PRINCIPAL)
@@ -331,6 +341,7 @@ def build_api(gateway: Gateway) -> FastAPI:
             gateway.access,
             {m.name for m in gateway.engine.models()},
             gateway.settings.session_seconds,
+            on_revoked=lambda key_id: gateway.revoked(key_id),
         )
     )
     # The web chat page: plain files shipped in the package, no build step, no CDN.

@@ -128,7 +128,8 @@ async def test_create_read_without_a_key_list_revoke(server: ServerProcess) -> N
     assert shared["messages"][0]["content"] == "Tell me about rivers"
     answer = shared["messages"][1]
     assert answer["content"] and answer["finish_reason"] == "stop"
-    assert set(answer) == {"role", "content", "model", "finish_reason", "created_at"}
+    assert answer["status"] == "complete"
+    assert set(answer) == {"role", "content", "model", "finish_reason", "status", "created_at"}
     text = json.dumps(shared)
     for private in ("SECRET-INSTRUCTION-42", "key:", "owner", "stream_id", "usage", chat):
         assert private not in text, private
@@ -289,6 +290,35 @@ async def test_live_links_per_conversation_are_capped(server: ServerProcess) -> 
     assert status == 201, share
     # Every link made is a different token.
     assert len({s["token"] for s in [*made, share]}) == 21
+
+
+async def test_a_failed_answer_is_shared_as_failed(server: ServerProcess) -> None:
+    """Its partial text stays, marked: a reader must not take it for a whole answer."""
+    alice = await new_key(server, "alice")
+    status, created, _ = await call(server, "POST", "/v1/conversations", alice, {"model": "sim"})
+    assert status == 200, created
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            server.url + "/chat",
+            json={
+                "conversation_id": created["id"],
+                "message": "Tell me about rivers",
+                "options": {"sim": {"drop_after": 5}},
+            },
+            headers=auth(alice),
+        ) as response,
+    ):
+        await response.read()
+    status, share, _ = await call(
+        server, "POST", f"/v1/conversations/{created['id']}/shares", alice
+    )
+    assert status == 201, share
+    status, shared, _ = await call(server, "GET", f"/v1/shared/{share['token']}")
+    assert status == 200, shared
+    answer = shared["messages"][-1]
+    assert answer["role"] == "assistant" and answer["status"] == "failed", answer
+    assert "error" not in answer and "connection drop" not in json.dumps(shared)
 
 
 async def test_links_made_at_once_cannot_pass_the_cap_together(server: ServerProcess) -> None:

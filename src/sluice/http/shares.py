@@ -55,6 +55,7 @@ def shared_object(shared: SharedConversation) -> dict[str, Any]:
                 "content": m.content,
                 "model": m.model,
                 "finish_reason": m.finish_reason,
+                "status": m.status,
                 "created_at": m.created_at,
             }
             for m in shared.messages

@@ -66,6 +66,8 @@ class SharedMessage:
     content: str
     model: str | None
     finish_reason: str | None
+    #: complete | streaming | incomplete | failed (``store/records.py``).
+    status: str
     created_at: float
 
 
@@ -222,6 +224,7 @@ class ShareStore:
                         messages.c.content,
                         messages.c.model,
                         messages.c.finish_reason,
+                        messages.c.status,
                         messages.c.created_at,
                     ).where(messages.c.conversation_id == found.id)
                 )
@@ -249,6 +252,8 @@ def _branch(rows: Sequence[Any], leaf_id: str | None) -> list[SharedMessage]:
                     content=current.content,
                     model=current.model,
                     finish_reason=current.finish_reason,
+                    # A failed answer's partial text must not read as a whole one.
+                    status=current.status,
                     created_at=current.created_at,
                 )
             )

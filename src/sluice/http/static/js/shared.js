@@ -40,7 +40,9 @@ function answer(message) {
   });
   const foot = el("div", "msg-foot");
   if (message.model) foot.append(el("span", "model-name", message.model));
-  const outcome = OUTCOMES[message.finish_reason];
+  // A failed answer keeps what it had written: marked, so it never reads as whole.
+  const outcome = message.status === "failed" ? ["failed", "answer.failed"]
+    : OUTCOMES[message.finish_reason];
   if (outcome) foot.append(el("span", `badge ${outcome[0]}`, t(outcome[1])));
   article.append(el("h3", "sr-only", t("msg.assistantSaid")), body, foot);
   return article;

@@ -149,6 +149,8 @@ SERIAL = frozenset(
         "test_terminal_ja.py",
         "test_terminal_reasoning.py",
         "test_top.py",
+        # Scrolling and a 20,000-token render are timed in the browser.
+        "test_web.py",
     }
 )
 

@@ -4,48 +4,11 @@
 // https://spec.commonmark.org/0.31.2/#inlines, simplified for chat output.
 
 import { t } from "./i18n.js";
+import { decodeEntities, makeLink, safeHref } from "./links.js";
 
 const PUNCT = /[!-/:-@[-`{-~]/;
 const SPECIAL = /[\\`![<*_~\n]|https?:\/\/|[\u202a-\u202e\u2066-\u2069]/g;
-const ENTITY = /&(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});/g;
-const NAMED = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0", copy: "©" };
-const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 const MAX_DEPTH = 12;
-
-export function decodeEntities(text) {
-  if (!text.includes("&")) return text;
-  return text.replace(ENTITY, (whole, name) => {
-    if (name[0] === "#") {
-      const code = name[1] === "x" || name[1] === "X"
-        ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
-      if (!code || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return "\ufffd";
-      return String.fromCodePoint(code);
-    }
-    return Object.hasOwn(NAMED, name) ? NAMED[name] : whole;
-  });
-}
-
-/** An address that may become a link, or null: absolute http(s) and mailto only. */
-export function safeHref(raw) {
-  const text = decodeEntities(raw.replace(/\\([!-/:-@[-`{-~])/g, "$1")).trim();
-  if (!text) return null;
-  let url;
-  try {
-    url = new URL(text); // no base: relative and scheme-less addresses are refused
-  } catch {
-    return null;
-  }
-  return SAFE_PROTOCOLS.has(url.protocol) ? url.href : null;
-}
-
-export function makeLink(href, title) {
-  const a = document.createElement("a");
-  a.href = href;
-  a.target = "_blank";
-  a.rel = "noopener noreferrer nofollow";
-  if (title) a.title = title;
-  return a;
-}
 
 function isSpace(c) {
   return c === undefined || c === " " || c === "\t" || c === "\n" || c === "\u00a0";

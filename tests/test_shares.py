@@ -20,7 +20,8 @@ import pytest
 from sluice.errors import NotFound, RequestError
 from sluice.store.conversations import Message, SQLStore, new_id
 from sluice.store.database import async_url, create_engine, migrate
-from sluice.store.shares import ShareStore, hash_token, new_token, well_formed
+from sluice.store.keys import hash_key
+from sluice.store.shares import ShareStore, new_token, well_formed
 from tests.databases import postgres_database, sqlite_database
 from tests.servers import ServerProcess, base_env, running
 
@@ -390,7 +391,7 @@ async def test_store_shows_the_current_branch_only(stores: tuple[SQLStore, Share
     await shares.revoke(chat.id, share.id)
     with pytest.raises(NotFound):
         await shares.shared(token)
-    assert hash_token(token) != token
+    assert hash_key(token) != token
     await conversations.delete_conversation(chat.id)
     assert await shares.shares(chat.id) == []
 

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -266,9 +266,8 @@ def run_hold(options: BenchOptions, streams: int) -> str:
     sim_args += ["--length", "600"]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.toml"
-        # Room for every held stream (by default 1,000 connections, 2,000 answers).
-        room = f"max_connections = {streams + 100}\nmax_running_generations = {streams + 100}\n"
-        config.write_text(room + o.gateway_config(upstream))
+        # Room for every held stream, as for as many concurrent ones.
+        config.write_text(replace(o, streams=streams).gateway_config(upstream))
         serve_args = ["serve", "--config", str(config), "--port", str(o.port)]
         with (
             _process(sim_args, upstream + "/health"),

@@ -8,8 +8,8 @@ instead of overwriting, and the conversation's ``leaf_id`` says which branch it 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Table, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -355,13 +355,26 @@ def _owned(statement: Any, owners: Owners) -> Any:
     return statement.where(conversations.c.owner.in_(owners))
 
 
-def branch(tree: list[Message], leaf: str | None) -> list[Message]:
+class _Node(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+
+
+_N = TypeVar("_N", bound=_Node)
+
+
+def branch(tree: Sequence[_N], leaf: str | None) -> list[_N]:
     """The messages of ``tree`` from the root to ``leaf``: a read that has the tree
-    already need not load it again (its questions may carry megabytes of files)."""
+    already need not load it again (its questions may carry megabytes of files). A
+    parent loop in stored data ends the walk instead of hanging it."""
     by_id = {m.id: m for m in tree}
-    chain: list[Message] = []
+    chain: list[_N] = []
+    seen: set[str] = set()
     current = by_id.get(leaf) if leaf else None
-    while current is not None:
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
         chain.append(current)
         current = by_id.get(current.parent_id) if current.parent_id else None
     chain.reverse()

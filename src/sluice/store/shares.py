@@ -9,7 +9,6 @@ deleting the conversation deletes its links (the foreign key cascades).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -23,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sluice.errors import NotFound, RequestError
 from sluice.owners import KEY_PREFIX
-from sluice.store.conversations import Owners, new_id
+from sluice.store.conversations import Owners, branch, new_id
+from sluice.store.keys import hash_key
 from sluice.store.schema import api_keys, conversation_shares, conversations, messages
 
 #: Live (unrevoked) links one conversation may have at once.
@@ -40,10 +40,6 @@ SHOWN_ROLES = ("user", "assistant")
 
 def new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def well_formed(token: str) -> bool:
@@ -126,7 +122,7 @@ class ShareStore:
                 literal(share.id),
                 literal(conversation_id),
                 literal(owner),
-                literal(hash_token(token)),
+                literal(hash_key(token)),
                 literal(now),
             ).where(live < self.max_live)
             columns = ["id", "conversation_id", "owner", "token_hash", "created_at"]
@@ -182,7 +178,7 @@ class ShareStore:
         unknown, revoked, or its conversation deleted), all alike."""
         if not well_formed(token):
             raise NotFound(_NOT_SHARED)
-        digest = hash_token(token)
+        digest = hash_key(token)
         now = time.time()
         async with self.engine.connect() as connection:
             found = (
@@ -233,33 +229,25 @@ class ShareStore:
             title=found.title,
             model=found.model,
             created_at=found.created_at,
-            messages=_branch(rows, found.leaf_id),
+            messages=_shown(rows, found.leaf_id),
         )
 
 
-def _branch(rows: Sequence[Any], leaf_id: str | None) -> list[SharedMessage]:
-    """The messages from the root to ``leaf_id``: the branch the owner sees."""
-    by_id = {row.id: row for row in rows}
-    chain: list[SharedMessage] = []
-    seen: set[str] = set()
-    current = by_id.get(leaf_id) if leaf_id else None
-    while current is not None and current.id not in seen:
-        seen.add(current.id)
-        if current.role in SHOWN_ROLES:
-            chain.append(
-                SharedMessage(
-                    role=current.role,
-                    content=current.content,
-                    model=current.model,
-                    finish_reason=current.finish_reason,
-                    # A failed answer's partial text must not read as a whole one.
-                    status=current.status,
-                    created_at=current.created_at,
-                )
-            )
-        current = by_id.get(current.parent_id) if current.parent_id else None
-    chain.reverse()
-    return chain
+def _shown(rows: Sequence[Any], leaf_id: str | None) -> list[SharedMessage]:
+    """The questions and answers from the root to ``leaf_id``: the branch the owner sees."""
+    return [
+        SharedMessage(
+            role=row.role,
+            content=row.content,
+            model=row.model,
+            finish_reason=row.finish_reason,
+            # A failed answer's partial text must not read as a whole one.
+            status=row.status,
+            created_at=row.created_at,
+        )
+        for row in branch(rows, leaf_id)
+        if row.role in SHOWN_ROLES
+    ]
 
 
 async def _forget_old_revoked(connection: AsyncConnection, conversation_id: str) -> None:
